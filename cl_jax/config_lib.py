@@ -1,0 +1,154 @@
+"""Shared pieces of the config files in ``configs/``: defaults, data presets, view recipes.
+
+A config is an ``ml_collections.ConfigDict``. Every field below exists in every config, so
+any of them can be overridden on the command line (``--config.batch_size=512``).
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+from cl_jax.errors import ConfigError
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+# Pixel mean and std of scikit-learn's digits (values / 16) over the whole set.
+DIGITS_MEAN, DIGITS_STD = (0.3050,), (0.3794,)
+
+PRESETS = ("digits", "cifar10", "cifar100", "stl10", "imagenet", "folder")
+
+
+def view(size, **overrides):
+    """One view's augmentation; defaults are BYOL's first view without blur."""
+    fields = dict(size=size, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
+                  jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+                  grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0)
+    unknown = set(overrides) - set(fields)
+    if unknown:
+        raise ConfigError(f"Unknown view augmentation fields: {sorted(unknown)}")
+    fields.update(overrides)
+    return ml_collections.ConfigDict(fields)
+
+
+def byol_views(size, blur=(1.0, 0.1), solarize=(0.0, 0.2), **common):
+    """BYOL's asymmetric pair (Grill et al. 2020, table 6): blur 1.0/0.1, solarize 0.0/0.2."""
+    return (view(size, blur_prob=blur[0], solarize_prob=solarize[0], **common),
+            view(size, blur_prob=blur[1], solarize_prob=solarize[1], **common))
+
+
+def simclr_views(size, strength=1.0, blur_prob=0.5, **common):
+    """SimCLR's symmetric pair (Chen et al. 2020, appendix A): jitter 0.8s/0.8s/0.8s/0.2s."""
+    jitter = dict(brightness=0.8 * strength, contrast=0.8 * strength,
+                  saturation=0.8 * strength, hue=0.2 * strength)
+    v = view(size, blur_prob=blur_prob, **jitter, **common)
+    return v, ml_collections.ConfigDict(v.to_dict())
+
+
+def base_config():
+    """Every field any config has, with neutral defaults; presets and methods override."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.batch_size = 256  # global, over all devices and processes
+    c.num_epochs = 100.0
+    c.total_steps = -1  # >= 0 overrides num_epochs; 0 evaluates the freshly initialised model
+    c.log_every_steps = 50
+    c.checkpoint_every_steps = 1000
+    c.eval_every_steps = -1  # -1: evaluate only at the end
+    c.keep_checkpoints = 3
+    c.checkpoint_async = True  # write checkpoints while training goes on
+    # A step with a NaN/inf loss, gradient or update changes nothing; then "stop" (with one
+    # message; the last checkpoint is the last good state) or "skip" it and train on.
+    c.nonfinite = "stop"
+    c.shard_state = False  # shard params and optimiser state over devices (FSDP), not replicate
+    c.online_probe = True
+    c.probe_lr = 0.1
+
+    c.data = ml_collections.ConfigDict(dict(
+        source="digits", name="", data_dir="", channels=1,
+        train_split="train", eval_train_split="train", eval_test_split="test",
+        train_dir="", eval_train_dir="", eval_test_dir="",
+        cache_in_memory=True, cache_eval_in_memory=True, shuffle_buffer=16384,
+        mean=DIGITS_MEAN, std=DIGITS_STD,
+        bad_images="skip"))  # an unreadable image file: "skip" it (with a warning) or "fail"
+
+    c.augment = ml_collections.ConfigDict(dict(
+        num_global_views=2, num_local_views=0,
+        view1=view(8), view2=view(8), local=view(6, crop_scale=(0.2, 0.5))))
+
+    c.model = ml_collections.ConfigDict(dict(
+        encoder="convnet", stem="imagenet", widths=(32, 64, 128), width_multiplier=1,
+        zero_init_residual=False))
+
+    c.method = ml_collections.ConfigDict(dict(name=""))
+
+    c.optim = ml_collections.ConfigDict(dict(
+        name="lars", base_lr=0.3, lr_scaling="linear", warmup_epochs=10.0, warmup_steps=-1,
+        end_lr_factor=0.0, weight_decay=1e-6, momentum=0.9, nesterov=False,
+        trust_coefficient=0.001, clip_lr=False, b1=0.9, b2=0.999))
+
+    c.eval = ml_collections.ConfigDict(dict(
+        image_size=8, crop_fraction=1.0, batch_size=256, max_train_examples=-1,
+        knn_k=200, knn_temperature=0.07,
+        linear_steps=1000, linear_batch_size=1024, linear_lr=0.01, linear_weight_decay=1e-4,
+        fewshot_per_class=3, fewshot_draws=5))
+    return c
+
+
+def set_data_preset(c, preset):
+    """Points ``c.data`` / ``c.eval`` / ``c.model`` at one of ``PRESETS``."""
+    d = c.data
+    if preset == "digits":
+        return c
+    if preset in ("cifar10", "cifar100"):
+        mean, std = (CIFAR10_MEAN, CIFAR10_STD) if preset == "cifar10" else (CIFAR100_MEAN,
+                                                                              CIFAR100_STD)
+        d.update(source="tfds", name=preset, channels=3, mean=mean, std=std,
+                 cache_in_memory=True, cache_eval_in_memory=True)
+        c.model.update(encoder="resnet18", stem="cifar")
+        c.eval.update(image_size=32, crop_fraction=1.0)
+    elif preset == "stl10":
+        # Pre-train on the 100k unlabelled images; probes on the 5k labelled train images.
+        d.update(source="tfds", name="stl10", channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 train_split="unlabelled", eval_train_split="train", eval_test_split="test",
+                 cache_in_memory=False, cache_eval_in_memory=True)
+        c.model.update(encoder="resnet18", stem="imagenet")
+        c.eval.update(image_size=96, crop_fraction=1.0)
+    elif preset == "imagenet":
+        d.update(source="tfds", name="imagenet2012", channels=3, mean=IMAGENET_MEAN,
+                 std=IMAGENET_STD, eval_test_split="validation", cache_in_memory=False,
+                 cache_eval_in_memory=False)
+        c.model.update(encoder="resnet50", stem="imagenet")
+        c.eval.update(image_size=224, crop_fraction=0.875)
+    elif preset == "folder":
+        d.update(source="folder", channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        c.model.update(encoder="resnet18", stem="imagenet")
+        c.eval.update(image_size=224, crop_fraction=0.875)
+    else:
+        raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    return c
+
+
+def load_config_file(spec):
+    """Loads ``path/to/config.py[:preset]`` as the command line does (``get_config(preset)``)."""
+    path, _, preset = spec.partition(":")
+    if not os.path.exists(path):
+        raise ConfigError(f"No config file at {path!r}; configs live in configs/ "
+                          "(e.g. --config=configs/byol.py).")
+    module_spec = importlib.util.spec_from_file_location("cl_jax_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(preset) if preset else module.get_config()
+
+
+def field_names(config, prefix=""):
+    """Every overridable field of ``config`` as a dotted name, e.g. ``optim.base_lr``."""
+    names = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            names += field_names(value, name + ".")
+        else:
+            names.append(name)
+    return names

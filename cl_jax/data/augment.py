@@ -1,0 +1,216 @@
+"""Per-view image augmentation in tf.data, stateless: every random draw comes from a seed.
+
+Images are float32 in [0, 1], (H, W, C) with C = 1 or 3, until ``normalize``. The ops
+follow torchvision's definitions (the convention of solo-learn, lightly and the BYOL/SimCLR
+PyTorch ports): RandomResizedCrop (area scale and log-uniform aspect ratio, 10 attempts,
+centre-crop fallback), horizontal flip, ColorJitter (multiplicative brightness, contrast
+and saturation blended with the grey image, hue rotation; the four in random order, all
+applied with probability ``jitter_prob``), RandomGrayscale, GaussianBlur (sigma uniform,
+kernel 10% of the image side, reflect padding) and solarize at 0.5.
+
+BYOL's views (Grill et al. 2020, table 6): crop scale (0.08, 1), flip 0.5, jitter
+(0.4, 0.4, 0.2, 0.1) with p=0.8, grayscale 0.2, blur 1.0 / 0.1, solarize 0.0 / 0.2.
+SimCLR's (Chen et al. 2020, appendix A): the same crop and flip, jitter (0.8, 0.8, 0.8, 0.2)
+x strength with p=0.8, grayscale 0.2, blur 0.5 on both views (ImageNet only), no solarize.
+"""
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewAugment:
+    """How one view is made. Probabilities of 0 or 1 skip the random draw entirely."""
+
+    size: int
+    crop_scale: tuple = (0.08, 1.0)
+    crop_ratio: tuple = (3 / 4, 4 / 3)
+    flip_prob: float = 0.5
+    jitter_prob: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2
+    hue: float = 0.1
+    grayscale_prob: float = 0.2
+    blur_prob: float = 0.0
+    blur_sigma: tuple = (0.1, 2.0)
+    solarize_prob: float = 0.0
+
+    @classmethod
+    def from_config(cls, config):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in config.items() if k in fields}
+        for key in ("crop_scale", "crop_ratio", "blur_sigma"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def split_seed(seed, num):
+    """``num`` independent stateless seeds (each shape [2]) from one."""
+    return tf.unstack(tf.random.experimental.stateless_split(seed, num))
+
+
+def uniform(seed, minval=0.0, maxval=1.0, shape=()):
+    return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval)
+
+
+def with_probability(prob, seed, op, image):
+    """``op(image)`` with probability ``prob``, else ``image``."""
+    if prob <= 0.0:
+        return image
+    if prob >= 1.0:
+        return op(image)
+    return tf.cond(uniform(seed) < prob, lambda: op(image), lambda: image)
+
+
+# --- geometry -----------------------------------------------------------------------------
+
+
+def crop_window(height, width, seed, scale, ratio, attempts=10):
+    """torchvision's ``RandomResizedCrop.get_params``: (top, left, crop_h, crop_w).
+
+    Draws ``attempts`` (area, aspect) candidates at once and takes the first that fits;
+    if none fits, a centre crop with the aspect ratio clamped to ``ratio``.
+    """
+    area_seed, ratio_seed, top_seed, left_seed = split_seed(seed, 4)
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    area = h * w * uniform(area_seed, scale[0], scale[1], [attempts])
+    aspect = tf.exp(uniform(ratio_seed, math.log(ratio[0]), math.log(ratio[1]), [attempts]))
+    crop_w = tf.round(tf.sqrt(area * aspect))
+    crop_h = tf.round(tf.sqrt(area / aspect))
+    fits = (crop_w > 0) & (crop_h > 0) & (crop_w <= w) & (crop_h <= h)
+    first = tf.argmax(tf.cast(fits, tf.int32))
+    in_ratio = w / h
+    fallback_w = tf.where(in_ratio < ratio[0], w,
+                          tf.where(in_ratio > ratio[1], tf.round(h * ratio[1]), w))
+    fallback_h = tf.where(in_ratio < ratio[0], tf.round(w / ratio[0]), h)
+    any_fits = tf.reduce_any(fits)
+    crop_h = tf.cast(tf.where(any_fits, crop_h[first], fallback_h), tf.int32)
+    crop_w = tf.cast(tf.where(any_fits, crop_w[first], fallback_w), tf.int32)
+    top = tf.where(any_fits, tf.random.stateless_uniform(
+        [], top_seed, 0, height - crop_h + 1, dtype=tf.int32), (height - crop_h) // 2)
+    left = tf.where(any_fits, tf.random.stateless_uniform(
+        [], left_seed, 0, width - crop_w + 1, dtype=tf.int32), (width - crop_w) // 2)
+    return top, left, crop_h, crop_w
+
+
+def resize(image, size):
+    """Bilinear resize to ``size`` x ``size`` with antialiasing (torchvision v2 default)."""
+    resized = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+    return tf.clip_by_value(resized, 0.0, 1.0)
+
+
+def random_resized_crop(image, seed, size, scale, ratio):
+    shape = tf.shape(image)
+    top, left, crop_h, crop_w = crop_window(shape[0], shape[1], seed, scale, ratio)
+    return resize(tf.image.crop_to_bounding_box(image, top, left, crop_h, crop_w), size)
+
+
+def center_crop(image, size, crop_fraction=1.0):
+    """Eval transform: the central square of side ``crop_fraction * min(h, w)``, resized.
+
+    ``crop_fraction=0.875`` is the usual ImageNet "resize 256, centre-crop 224".
+    """
+    shape = tf.shape(image)
+    side = tf.cast(tf.round(crop_fraction * tf.cast(tf.minimum(shape[0], shape[1]),
+                                                      tf.float32)), tf.int32)
+    image = tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2,
+                                          (shape[1] - side) // 2, side, side)
+    return resize(image, size)
+
+
+# --- colour -------------------------------------------------------------------------------
+
+
+def grayscale(image):
+    """ITU-R 601 luma (0.299, 0.587, 0.114), kept at the input's channel count."""
+    if image.shape[-1] == 1:
+        return image
+    return tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])
+
+
+def adjust_brightness(image, factor):
+    return tf.clip_by_value(image * factor, 0.0, 1.0)
+
+
+def adjust_contrast(image, factor):
+    mean = tf.reduce_mean(grayscale(image)[..., :1])
+    return tf.clip_by_value(factor * image + (1.0 - factor) * mean, 0.0, 1.0)
+
+
+def adjust_saturation(image, factor):
+    return tf.clip_by_value(factor * image + (1.0 - factor) * grayscale(image), 0.0, 1.0)
+
+
+def adjust_hue(image, delta):
+    return tf.clip_by_value(tf.image.adjust_hue(image, delta), 0.0, 1.0)
+
+
+def color_jitter(image, seed, brightness, contrast, saturation, hue):
+    """torchvision ColorJitter: factors drawn uniformly, the four ops in random order."""
+    order_seed, b_seed, c_seed, s_seed, h_seed = split_seed(seed, 5)
+    factor = lambda s, x: uniform(s, max(0.0, 1.0 - x), 1.0 + x)
+    ops = [
+        lambda im: adjust_brightness(im, factor(b_seed, brightness)) if brightness else im,
+        lambda im: adjust_contrast(im, factor(c_seed, contrast)) if contrast else im,
+    ]
+    if image.shape[-1] == 3:  # saturation and hue are undefined for one-channel images
+        ops += [
+            lambda im: adjust_saturation(im, factor(s_seed, saturation)) if saturation else im,
+            lambda im: adjust_hue(im, uniform(h_seed, -hue, hue)) if hue else im,
+        ]
+    order = tf.argsort(uniform(order_seed, shape=[len(ops)]))
+    for position in range(len(ops)):
+        image = tf.switch_case(order[position], [lambda op=op, im=image: op(im) for op in ops])
+    return image
+
+
+def gaussian_blur(image, seed, sigma_range, kernel_size=None):
+    """Separable Gaussian blur, sigma ~ U(sigma_range), kernel ~10% of the image side.
+
+    The kernel has ``2 * (side // 20) + 1`` taps (23 at 224 pixels, as in BYOL and SimCLR),
+    with reflect padding as torchvision's GaussianBlur.
+    """
+    side = image.shape[0]
+    radius = (kernel_size // 2) if kernel_size else max(side // 20, 1)
+    sigma = uniform(seed, sigma_range[0], sigma_range[1])
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * tf.square(x / sigma))
+    kernel /= tf.reduce_sum(kernel)
+    channels = image.shape[-1]
+    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]],
+                    mode="REFLECT")
+    vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, channels, 1])
+    horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, channels, 1])
+    blurred = tf.nn.depthwise_conv2d(padded, vertical, [1, 1, 1, 1], "VALID")
+    blurred = tf.nn.depthwise_conv2d(blurred, horizontal, [1, 1, 1, 1], "VALID")
+    return blurred[0]
+
+
+def solarize(image, threshold=0.5):
+    return tf.where(image < threshold, image, 1.0 - image)
+
+
+def normalize(image, mean, std):
+    return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+# --- a whole view -------------------------------------------------------------------------
+
+
+def augment_view(image, seed, view: ViewAugment):
+    """One augmented view of a uint8 image, float32 in [0, 1] (not yet normalised)."""
+    crop_s, flip_s, jit_p, jit_s, gray_s, blur_p, blur_s, sol_s = split_seed(seed, 8)
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    image = random_resized_crop(image, crop_s, view.size, view.crop_scale, view.crop_ratio)
+    image = with_probability(view.flip_prob, flip_s, tf.image.flip_left_right, image)
+    jitter = lambda im: color_jitter(im, jit_s, view.brightness, view.contrast,
+                                     view.saturation, view.hue)
+    image = with_probability(view.jitter_prob, jit_p, jitter, image)
+    image = with_probability(view.grayscale_prob, gray_s, grayscale, image)
+    blur = lambda im: gaussian_blur(im, blur_s, view.blur_sigma)
+    image = with_probability(view.blur_prob, blur_p, blur, image)
+    return with_probability(view.solarize_prob, sol_s, solarize, image)

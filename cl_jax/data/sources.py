@@ -1,0 +1,214 @@
+"""Data sources: the embedded digits, TFDS data sets, image folders.
+
+Each source yields a ``Split``. Most splits are *random access*: ``read(index)`` maps an
+int64 index to ``{'image': uint8 [h, w, c], 'label': int32}`` inside tf.data, so the
+pipeline can draw any epoch permutation and any process's share without reading the rest
+(digits, TFDS loaded into memory, image folders). Large TFDS data sets are *streamed*:
+``stream(process_index, process_count)`` gives this process's records in a fixed order and
+``decode`` turns a record into the same dict; decoding happens after shuffling and skipping.
+"""
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from sklearn.datasets import load_digits
+
+from cl_jax.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+@dataclasses.dataclass
+class Split:
+    name: str
+    num_examples: int
+    num_classes: int  # 0 when the split has no labels (label is then -1)
+    read: Callable | None = None  # random access: int64 index -> example dict
+    stream: Callable | None = None  # streaming: (process index, count, drop_remainder) -> records
+    decode: Callable | None = None  # streaming: record -> example dict
+    describe: Callable[[int], str] = str  # index -> a name for error messages (a file path)
+
+    @property
+    def random_access(self):
+        return self.read is not None
+
+
+def in_memory_split(name, images, labels, num_classes):
+    """A random-access split over uint8 images (N, H, W, C) and int labels held in memory."""
+    images = tf.constant(np.asarray(images, np.uint8))
+    labels = tf.constant(np.asarray(labels, np.int32))
+
+    def read(index):
+        return {"image": tf.gather(images, index), "label": tf.gather(labels, index)}
+
+    return Split(name, int(images.shape[0]), num_classes, read=read)
+
+
+# --- the embedded default: scikit-learn's handwritten digits ------------------------------
+
+
+def digits_split(split, holdout_fraction=0.2, seed=0):
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes) as uint8 (N, 8, 8, 1).
+
+    The held-out part is a stratified ``holdout_fraction`` of every class, drawn with a
+    fixed seed, so 'train' and 'test' never overlap and are the same on every machine.
+    """
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int32)
+    rng = np.random.RandomState(seed)
+    test = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        test[members[: round(holdout_fraction * len(members))]] = True
+    if split not in ("train", "test"):
+        raise DataError(f"The digits data set has splits 'train' and 'test', not {split!r}.")
+    keep = test if split == "test" else ~test
+    return in_memory_split(f"digits/{split}", images[keep], labels[keep], num_classes=10)
+
+
+# --- TFDS ---------------------------------------------------------------------------------
+
+
+def _tfds_builder(name, data_dir):
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(f"TFDS has no data set named {name!r}; check --config.data.name "
+                        "(see https://www.tensorflow.org/datasets/catalog).") from None
+
+
+def _not_prepared(name, split, data_dir, err):
+    where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+    return DataError(
+        f"TFDS data set {name!r} (split {split!r}) is not prepared under {where}. Prepare it "
+        f"once on a machine with network access: `tfds build {name} --data_dir={where}` "
+        f"(ImageNet needs its archives downloaded by hand first, see the TFDS catalog), or "
+        f"point --config.data.data_dir at the folder that holds it. ({err})")
+
+
+def _decode_image(record_image, channels):
+    return tf.io.decode_image(record_image, channels=channels, expand_animations=False)
+
+
+def tfds_split(name, split, data_dir=None, in_memory=False, channels=3):
+    """A TFDS image classification split (features ``image`` and, if present, ``label``).
+
+    ``in_memory=True`` decodes the whole split into memory once (CIFAR, small data sets) and
+    gives a random-access split. Otherwise the split is streamed: each process reads
+    ``tfds.split_for_jax_process(split)`` with images left encoded until after shuffling.
+    """
+    builder = _tfds_builder(name, data_dir)
+    features = builder.info.features
+    num_classes = features["label"].num_classes if "label" in features else 0
+
+    def as_dataset(which):
+        try:
+            return builder.as_dataset(split=which, shuffle_files=False,
+                                      decoders={"image": tfds.decode.SkipDecoding()})
+        except (AssertionError, FileNotFoundError, ValueError) as err:
+            raise _not_prepared(name, split, data_dir, err) from None
+
+    def decode(record):
+        label = tf.cast(record["label"], tf.int32) if num_classes else tf.constant(-1, tf.int32)
+        return {"image": _decode_image(record["image"], channels), "label": label}
+
+    if in_memory:
+        ds = as_dataset(split).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        examples = [ex for ex in ds.as_numpy_iterator()]
+        if not examples:
+            raise DataError(f"TFDS split {name}/{split} is empty.")
+        images = np.stack([ex["image"] for ex in examples])
+        labels = np.array([ex["label"] for ex in examples], np.int32)
+        return in_memory_split(f"{name}/{split}", images, labels, num_classes)
+
+    num_examples = int(as_dataset(split).cardinality())
+    if num_examples <= 0:
+        raise DataError(f"TFDS split {name}/{split} is empty or of unknown size.")
+
+    def stream(process_index, process_count, drop_remainder):
+        shard = tfds.split_for_jax_process(split, process_index=process_index,
+                                           process_count=process_count,
+                                           drop_remainder=drop_remainder)
+        return as_dataset(shard)
+
+    return Split(f"{name}/{split}", num_examples, num_classes, stream=stream, decode=decode)
+
+
+# --- image folders ------------------------------------------------------------------------
+
+
+def _image_files(directory):
+    found = []
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        dirs.sort()
+        found += [os.path.join(root, f) for f in sorted(files)
+                  if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
+
+
+def folder_split(directory, channels=3):
+    """JPEG/PNG files under ``directory``: one subfolder per class, or a flat unlabelled folder.
+
+    With class subfolders, labels are the subfolders' indices in sorted order (as
+    torchvision's ImageFolder). Files directly in ``directory`` make it unlabelled.
+    """
+    if not directory or not os.path.isdir(directory):
+        raise DataError(f"Image folder {directory!r} does not exist; set --config.data.train_dir "
+                        "(and eval_train_dir / eval_test_dir) to folders of JPEG/PNG images.")
+    classes = sorted(e.name for e in os.scandir(directory) if e.is_dir())
+    flat = [os.path.join(directory, f) for f in sorted(os.listdir(directory))
+            if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if classes and not flat:
+        paths, labels = [], []
+        for label, cls in enumerate(classes):
+            files = _image_files(os.path.join(directory, cls))
+            paths += files
+            labels += [label] * len(files)
+        num_classes = len(classes)
+    else:
+        paths = _image_files(directory)
+        labels, num_classes = [-1] * len(paths), 0
+    if not paths:
+        raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {directory!r}. "
+                        "Put them in class subfolders (folder/<class>/<image>) or directly "
+                        "in the folder.")
+    path_table = tf.constant(paths)
+    label_table = tf.constant(np.asarray(labels, np.int32))
+
+    def read(index):
+        data = tf.io.read_file(tf.gather(path_table, index))
+        return {"image": _decode_image(data, channels), "label": tf.gather(label_table, index)}
+
+    return Split(directory, len(paths), num_classes, read=read, describe=lambda i: paths[i])
+
+
+# --- dispatch -----------------------------------------------------------------------------
+
+PURPOSES = ("train", "eval_train", "eval_test")
+
+
+def load_split(data_config, purpose):
+    """The split used for ``purpose`` ('train', 'eval_train' or 'eval_test'), or None.
+
+    ``eval_train`` provides labelled features for kNN and the probes; ``eval_test`` is the
+    held-out split they are scored on. None means the source has no such split.
+    """
+    c = data_config
+    if c.source == "digits":
+        return digits_split(c[f"{purpose}_split"])
+    if c.source == "tfds":
+        in_memory = c.cache_in_memory if purpose == "train" else c.cache_eval_in_memory
+        return tfds_split(c.name, c[f"{purpose}_split"], c.data_dir, in_memory, c.channels)
+    if c.source == "folder":
+        directory = c[f"{purpose}_dir"]
+        if purpose == "eval_train" and not directory:
+            directory = c.train_dir
+        if not directory:
+            return None
+        return folder_split(directory, c.channels)
+    raise DataError(f"data.source must be 'digits', 'tfds' or 'folder', got {c.source!r}.")

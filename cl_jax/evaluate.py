@@ -1,0 +1,51 @@
+"""Re-evaluates a run's latest checkpoint: ``python -m cl_jax.evaluate --workdir=runs/byol``.
+
+Reads ``workdir/config.json``, restores the latest checkpoint, prints kNN, linear and
+few-label linear top-1, and writes them to ``workdir/eval.json``.
+"""
+
+import json
+import os
+import sys
+
+import ml_collections
+from absl import app, flags, logging
+
+from cl_jax import train
+from cl_jax.checkpoint import Checkpointer
+from cl_jax.errors import UserError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The workdir of a training run.")
+
+
+def evaluate_workdir(workdir):
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise UserError(f"No config.json in {workdir!r}: is it the --workdir of a training run?")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    exp = train.create_experiment(config)
+    checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), 0)
+    if checkpointer.latest_step is None:
+        raise UserError(f"No checkpoint in {workdir}/checkpoints to evaluate.")
+    state = checkpointer.restore_latest(train.initial_state(exp))
+    checkpointer.close()
+    results = train.evaluate(exp, state)
+    train.write_eval(workdir, int(state.step), results)
+    print(train.summary_line(int(state.step), results), flush=True)
+    return results
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if _WORKDIR.value is None:
+        raise app.UsageError("--workdir is required.")
+    try:
+        evaluate_workdir(_WORKDIR.value)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

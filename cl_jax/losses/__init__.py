@@ -1,0 +1,58 @@
+"""Contrastive and self-supervised objectives as pure, jittable JAX functions.
+
+Every loss takes `jnp` arrays and returns a scalar (the helpers `sinkhorn_knopp`,
+`dino_center_update`, `vicreg_terms`, `logsumexp_rows` and the `miners` return what their
+docstrings say); none needs Flax or TensorFlow. Formulas, papers and the reference
+implementation each one matches are in the docstrings and in `docs/losses.md`.
+"""
+
+from cl_jax.losses import miners
+from cl_jax.losses.blockwise import logsumexp_rows
+from cl_jax.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
+from cl_jax.losses.contrastive import (
+    dcl,
+    dclw,
+    debiased_nt_xent,
+    hard_negative_nt_xent,
+    info_nce,
+    nt_xent,
+    supcon,
+)
+from cl_jax.losses.metric import (
+    contrastive_margin,
+    lifted_structured,
+    n_pair,
+    nce,
+    soft_nearest_neighbor,
+    triplet_margin,
+)
+from cl_jax.losses.miners import mochi_negatives
+from cl_jax.losses.non_contrastive import barlow_twins, byol, simsiam, vicreg, vicreg_terms
+
+__all__ = [
+    "barlow_twins",
+    "byol",
+    "contrastive_margin",
+    "dcl",
+    "dclw",
+    "debiased_nt_xent",
+    "dino",
+    "dino_center_update",
+    "hard_negative_nt_xent",
+    "info_nce",
+    "lifted_structured",
+    "logsumexp_rows",
+    "miners",
+    "mochi_negatives",
+    "n_pair",
+    "nce",
+    "nt_xent",
+    "simsiam",
+    "sinkhorn_knopp",
+    "soft_nearest_neighbor",
+    "supcon",
+    "swav",
+    "triplet_margin",
+    "vicreg",
+    "vicreg_terms",
+]

@@ -1,0 +1,126 @@
+"""Instance discrimination with a memory bank (Wu, Xiong, Yu & Lin 2018, "Unsupervised Feature
+Learning via Non-Parametric Instance Discrimination", arXiv:1805.01978).
+
+Every training image is its own class. One augmented view per image goes through the encoder
+and a linear layer to 128 dimensions, L2-normalised: ``f_i``. A memory bank ``V`` (``N x 128``,
+``extra['bank']``, one row per training example, initialised with random unit vectors)
+holds the last feature of every example. With ``P(i | f) = exp(v_i . f / T) / Z``:
+
+- ``num_noise = 0``: the exact non-parametric softmax over the whole bank,
+  ``loss = mean_b [log sum_j exp(v_j . f_b / T) - v_{i_b} . f_b / T]`` (the log-sum-exp by
+  ``losses.logsumexp_rows``; ``block_size`` streams it over blocks of the bank for large
+  ``N``). T = 0.07 (0.1 in the reference's CIFAR command).
+- ``num_noise = m > 0`` (4096 for ImageNet): noise-contrastive estimation
+  (``losses.nce``) with ``m`` noise rows per example drawn uniformly from the bank
+  (``P_n = 1/N``) and ``Z`` a constant estimated once, on the first batch, as
+  ``N * mean(exp(v . f / T))`` over the positives and noise rows (kept in
+  ``extra['log_z']``), as the reference's ``NCEAverage``.
+
+Optional proximal regularisation (paper, section 3.4): ``+ lambda |f_i - v_i|^2``
+(``proximal``; 0 in the released code, the paper's ablation uses up to 50). After each step
+the batch's rows move towards their new features,
+``v_i <- normalize(m v_i + (1 - m) f_i)`` with ``m = bank_momentum = 0.5``, as the
+reference's ``LinearAverage`` / ``NCEAverage`` (zhirongw/lemniscate.pytorch) do in backward.
+The paper's initial bank is random unit vectors (the code draws uniform vectors of about unit
+norm).
+
+The bank needs each example's index in the training set, ``batch['index']``, passed to the
+loss as ``index``, and ``method.num_examples``, the training set's size.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from cl_jax import losses
+from cl_jax.errors import ConfigError
+from cl_jax.losses._utils import l2_normalize
+from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
+from cl_jax.models import MLP
+
+
+def checked_index(method, index, batch_size):
+    """``index`` as int32, after checking that there is one and that the bank fits the data.
+
+    ``method.steps_per_epoch`` is the training set's size over the batch size, so a
+    ``method.config.num_examples`` that is not the training set's size is caught here.
+    """
+    if index is None:
+        raise ConfigError(
+            f"{method.name} keeps a memory bank row per training example and needs each "
+            "example's index in the training set: batch['index'], passed to the method's loss "
+            "as index=.")
+    num_examples = method.config.num_examples
+    implied = method.steps_per_epoch * batch_size
+    if method.steps_per_epoch > 1 and abs(implied - num_examples) > 0.5:
+        raise ConfigError(
+            f"method.num_examples is {num_examples}, but the training split has "
+            f"{round(implied)} examples; set --config.method.num_examples={round(implied)}.")
+    return jnp.asarray(index, jnp.int32)
+
+
+def bank_size(config):
+    """``config.num_examples``, the rows of a memory bank: the training set's size."""
+    if config.num_examples <= 0:
+        raise ConfigError(f"{config.name} keeps a memory bank row per training example: set "
+                          "--config.method.num_examples to the training set's size.")
+    return config.num_examples
+
+
+def random_unit_vectors(rng, shape):
+    return l2_normalize(jax.random.normal(rng, shape, jnp.float32))
+
+
+class InstDisc(Method):
+    name = "instdisc"
+    min_views = 1
+    needs_index = True
+
+    def build_network(self, encoder, num_classes):
+        projector = MLP(hidden_dims=(), output_dim=self.config.proj_dim)
+        return Network(encoder=encoder, projector=projector, num_classes=num_classes)
+
+    def init_extra(self, params, batch_stats, rng):
+        c = self.config
+        extra = {"bank": random_unit_vectors(rng, (bank_size(c), c.proj_dim))}
+        if c.num_noise:
+            extra.update(log_z=jnp.zeros((), jnp.float32), has_z=jnp.zeros((), bool))
+        return extra
+
+    def loss(self, params, batch_stats, extra, views, labels, rng, step, index=None):
+        c = self.config
+        index = checked_index(self, index, views[0].shape[0])
+        outputs, batch_stats = self.forward(params, batch_stats, views[:1])
+        f = l2_normalize(outputs[0]["projection"])
+        bank = extra["bank"]
+        positives = bank[index]
+        positive_logits = jnp.sum(f * positives, axis=-1) / c.temperature
+        aux_extra = {"features": jax.lax.stop_gradient(f)}
+        if c.num_noise:
+            noise = jax.random.randint(rng, (f.shape[0], c.num_noise), 0, c.num_examples)
+            noise_logits = jnp.einsum("bd,bkd->bk", f, bank[noise]) / c.temperature
+            log_n = jnp.log(jnp.float32(c.num_examples))
+            everything = jnp.concatenate([positive_logits[:, None], noise_logits], axis=1)
+            estimate = jax.nn.logsumexp(everything) - jnp.log(everything.size) + log_n
+            log_z = jnp.where(extra["has_z"], extra["log_z"], jax.lax.stop_gradient(estimate))
+            loss = losses.nce(positive_logits - log_z, noise_logits - log_z,
+                              -log_n * jnp.ones_like(positive_logits),
+                              -log_n * jnp.ones_like(noise_logits), c.num_noise)
+            aux_extra["log_z"] = log_z
+        else:
+            lse = losses.logsumexp_rows(f / c.temperature, bank,
+                                        block_size=c.get("block_size") or None)
+            loss = jnp.mean(lse - positive_logits)
+        if c.proximal:
+            loss = loss + c.proximal * jnp.mean(jnp.sum((f - positives) ** 2, axis=-1))
+        aux_extra["index"] = index
+        return loss, LossAux(metrics={}, batch_stats=batch_stats,
+                             probe_logits=probe_logits_of(outputs, 1), probe_views=1,
+                             extra=aux_extra)
+
+    def update_extra(self, extra, params, aux, step):
+        m, index = self.config.bank_momentum, aux.extra["index"]
+        rows = l2_normalize(m * extra["bank"][index] + (1.0 - m) * aux.extra["features"])
+        new = dict(extra, bank=extra["bank"].at[index].set(rows))
+        if self.config.num_noise:
+            new.update(log_z=aux.extra["log_z"], has_z=jnp.ones((), bool))
+        return new

@@ -1,0 +1,197 @@
+"""MoCo v2 (He, Fan, Wu, Xie & Girshick 2020, "Momentum Contrast for Unsupervised Visual
+Representation Learning", arXiv:1911.05722; Chen, Fan, Girshick & He 2020, "Improved
+Baselines with Momentum Contrastive Learning", arXiv:2003.04297), with MoCHi hard-negative
+mixing (Kalantidis et al. 2020, "Hard Negative Mixing for Contrastive Learning",
+arXiv:2010.01028) behind ``method.mochi=True``.
+
+Networks. The query network is the encoder and an MLP head without BatchNorm
+(``Linear(2048) - ReLU - Linear(128)`` for ResNet-50, MoCo v2's head). The key network is an
+extra pytree in the train state, the EMA of the query encoder and head, updated after every
+optimiser step: ``key <- m key + (1 - m) query`` with ``m = m_final - (m_final - m_base)
+(cos(pi k / K) + 1) / 2`` (``tau_base``, ``tau_final``): MoCo's constant ``m = 0.999`` is
+``tau_base = tau_final = 0.999``; solo-learn's CIFAR recipe ramps 0.99 -> 0.999.
+
+Loss. ``q = g(f(x_q))``, ``k = sg(g'(f'(x_k)))``, the queue holds the ``K`` most recent keys
+(L2-normalised; initialised with random unit vectors as the reference does):
+``L = info_nce(q, k, negatives=queue, T)``, i.e. ``-log exp(q.k/T) / (exp(q.k/T) +
+sum_queue exp(q.n/T))`` averaged over the global batch (facebookresearch/moco ``MoCo``:
+``l_pos``, ``l_neg``, label 0). After the step the global batch of keys is enqueued and the
+oldest ``B`` dequeued (``queue_ptr`` advances by ``B`` mod ``K``; ``K`` must be a multiple
+of ``B``, as in the reference). Each view is its own BatchNorm batch, as the references
+forward each view separately.
+
+Default: asymmetric, as the papers and the official code (query view 1, key view 2) and
+their 67.5% / 71.1% results. ``symmetric=True`` is solo-learn's ``mocov2plus``:
+``(info_nce(q1, k2, queue_2) + info_nce(q2, k1, queue_1)) / 2`` with one queue per view
+(keys of view ``j`` in ``queue_j``), both updated with the batch's keys; it uses both views
+as queries (twice the signal per step) and is what solo-learn's CIFAR numbers use.
+
+Shuffling BatchNorm (MoCo section 3.3). MoCo trains on G GPUs, each with BatchNorm over its
+own ``B / G`` examples; it feeds the key encoder a random permutation of the global batch, so
+a query and its positive key are normalised with statistics of different sub-batches and
+the model cannot use the sub-batch statistics to find its positive. Here the whole step is
+one program over the global batch, so the key batch is permuted with a random permutation
+(from the step's rng), split into ``G = shuffle_bn_groups`` groups of ``B / G`` consecutive
+rows, the key network is ``vmap``-ed over the groups (BatchNorm statistics per group), and
+the keys are un-permuted. That is exactly MoCo's key encoder with shuffle BN on G GPUs. The
+query network, like every network in this library, normalises over the global batch (the
+reference: per-GPU statistics of each GPU's unshuffled ``B / G`` queries), so the whole is
+MoCo with SyncBN in the query encoder and shuffle BN in the key encoder. ``G = 1`` is plain
+global BatchNorm for the keys (solo-learn's SyncBN setting). The key network's running
+BatchNorm averages (never used: evaluation uses the query encoder) are averaged over groups.
+
+MoCHi. For each query, its ``N`` hardest queue negatives (highest ``q.n``) are mixed into
+``s`` synthetic negatives (pairs of them) and ``s'`` mixed with the query itself (weight
+``beta ~ U(0, 0.5)``), see ``losses.miners.mochi_negatives``; they join that query's
+logits only (``info_nce(..., query_negatives=...)``), are never enqueued and carry no
+gradient. Defaults ``(N, s, s') = (1024, 1024, 128)``; no mixing during the first
+``mochi_warmup_epochs`` (10), while the queue still holds keys of the random network.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from cl_jax import losses
+from cl_jax.losses._utils import l2_normalize
+from cl_jax.methods.base import LossAux, Method, Network, apply_to_views, probe_logits_of
+from cl_jax.models import MLP
+
+TARGET_MODULES = ("encoder", "projector")
+
+
+def momentum_schedule(step, total_steps, base, final=1.0):
+    """``final - (final - base) * (cos(pi * step / total) + 1) / 2``: ``base`` at step 0,
+    ``final`` at the end (BYOL's and MoCo v3's cosine increase; constant if equal)."""
+    progress = jnp.minimum(step / total_steps, 1.0)
+    return final - (final - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+
+
+def check_queue_size(queue_size, batch_size, field="method.queue_size"):
+    """The queue advances by whole global batches: ``queue_size`` must be a multiple."""
+    if queue_size < batch_size or queue_size % batch_size:
+        fix = max(1, math.ceil(queue_size / batch_size)) * batch_size
+        raise ValueError(f"{field}={queue_size} must be a multiple of the global batch size "
+                         f"{batch_size} (the queue advances by whole batches); set "
+                         f"--config.{field}={fix} or change --config.batch_size.")
+
+
+def random_unit_rows(rng, shape):
+    """Random L2-normalised rows: the reference queues' initial content."""
+    return l2_normalize(jax.random.normal(rng, shape))
+
+
+def enqueue(queue, ptr, rows):
+    """Writes ``rows`` (..., B, D) at ``ptr`` along the queue's second-to-last axis (K) and
+    advances the pointer by B modulo K: FIFO, the oldest B rows are replaced."""
+    index = (0,) * (queue.ndim - 2) + (ptr, 0)
+    queue = jax.lax.dynamic_update_slice(queue, rows.astype(queue.dtype), index)
+    return queue, (ptr + rows.shape[-2]) % queue.shape[-2]
+
+
+def target_update(params, target_params, decay):
+    """EMA of the online ``TARGET_MODULES``: ``target <- decay * target + (1 - decay) * online``."""
+    online = {k: params[k] for k in TARGET_MODULES}
+    return optax.incremental_update(online, target_params, step_size=1.0 - decay)
+
+
+def forward_each(network, params, batch_stats, views):
+    """``network`` on each view separately (each view its own BatchNorm batch), in order."""
+    outputs = []
+    for view in views:
+        (out,), batch_stats = apply_to_views(network, params, batch_stats, [view])
+        outputs.append(out)
+    return outputs, batch_stats
+
+
+class MoCoV2(Method):
+    name = "mocov2"
+
+    def build_network(self, encoder, num_classes):
+        c = self.config
+        projector = MLP(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim,
+                        use_batch_norm=False)
+        self.target_network = Network(encoder=encoder, projector=projector)
+        return Network(encoder=encoder, projector=projector, num_classes=num_classes)
+
+    @property
+    def key_views(self):
+        """Views the keys come from; ``queue[i]`` holds past keys of ``key_views[i]``."""
+        return (0, 1) if self.config.symmetric else (1,)
+
+    def init_extra(self, params, batch_stats, rng):
+        pick = lambda tree: {k: tree[k] for k in TARGET_MODULES if k in tree}
+        shape = (len(self.key_views), self.config.queue_size, self.config.proj_dim)
+        return {"target_params": pick(params), "target_batch_stats": pick(batch_stats),
+                "queue": random_unit_rows(rng, shape), "queue_ptr": jnp.zeros((), jnp.int32)}
+
+    def key_projections(self, target_params, target_batch_stats, x, rng):
+        """L2-normalised key projections of ``x`` with shuffled per-group BatchNorm.
+
+        Returns ``(keys, new target batch_stats)``; see the module docstring.
+        """
+        groups = self.config.shuffle_bn_groups
+        batch = x.shape[0]
+        if groups < 1 or batch % groups:
+            raise ValueError(f"method.shuffle_bn_groups={groups} must divide the global batch "
+                             f"size {batch}; set --config.method.shuffle_bn_groups to a divisor "
+                             "(the number of devices, or 1 for global BatchNorm).")
+        variables = {"params": target_params, "batch_stats": target_batch_stats}
+
+        def run(images):
+            out, updates = self.target_network.apply(variables, images, train=True,
+                                                     mutable=["batch_stats"])
+            return out["projection"], updates["batch_stats"]
+
+        if groups == 1:
+            z, stats = run(x)
+        else:
+            perm = jax.random.permutation(rng, batch)
+            z, stats = jax.vmap(run)(x[perm].reshape(groups, batch // groups, *x.shape[1:]))
+            z = z.reshape(batch, -1)[jnp.argsort(perm)]
+            stats = jax.tree.map(lambda s: jnp.mean(s, axis=0), stats)
+        return jax.lax.stop_gradient(l2_normalize(z)), stats
+
+    def mochi_active(self, step):
+        warmup = round(self.config.mochi_warmup_epochs * self.steps_per_epoch)
+        return step >= warmup
+
+    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+        c = self.config
+        views = views[:2]
+        check_queue_size(c.queue_size, views[0].shape[0])
+        outputs, batch_stats = forward_each(self.network, params, batch_stats,
+                                            [views[1 - v] for v in self.key_views])
+        shuffle_rng, mochi_rng = jax.random.split(rng)
+        target_stats, keys, terms = extra["target_batch_stats"], [], []
+        for i, v in enumerate(self.key_views):
+            k, target_stats = self.key_projections(extra["target_params"], target_stats,
+                                                   views[v], jax.random.fold_in(shuffle_rng, i))
+            keys.append(k)
+            q, queue = outputs[i]["projection"], jax.lax.stop_gradient(extra["queue"][i])
+            loss = losses.info_nce(q, k, negatives=queue, temperature=c.temperature)
+            if c.mochi:
+                synthetic = losses.mochi_negatives(
+                    q, queue, jax.random.fold_in(mochi_rng, i), num_hard=c.mochi_num_hard,
+                    num_mix=c.mochi_num_mix, num_mix_query=c.mochi_num_mix_query,
+                    beta_max=c.mochi_beta_max)
+                mixed = losses.info_nce(q, k, negatives=queue, temperature=c.temperature,
+                                        query_negatives=synthetic)
+                loss = jnp.where(self.mochi_active(step), mixed, loss)
+            terms.append(loss)
+        tau = momentum_schedule(step, self.total_steps, c.tau_base, c.tau_final)
+        num = len(outputs)
+        return sum(terms) / len(terms), LossAux(
+            metrics={"tau": tau}, batch_stats=batch_stats,
+            probe_logits=probe_logits_of(outputs, num), probe_views=num,
+            extra={"target_batch_stats": target_stats, "keys": jnp.stack(keys)})
+
+    def update_extra(self, extra, params, aux, step):
+        c = self.config
+        tau = momentum_schedule(step, self.total_steps, c.tau_base, c.tau_final)
+        queue, ptr = enqueue(extra["queue"], extra["queue_ptr"], aux.extra["keys"])
+        return {"target_params": target_update(params, extra["target_params"], tau),
+                "target_batch_stats": aux.extra["target_batch_stats"],
+                "queue": queue, "queue_ptr": ptr}

@@ -1,0 +1,53 @@
+"""Supervised contrastive learning, SupCon (Khosla, Teterwak, Wang, Sarna, Tian, Isola,
+Maschinot, Liu & Krishnan 2020, "Supervised Contrastive Learning", arXiv:2004.11362).
+
+Encoder + projector on the views of a labelled batch; every view is an anchor whose
+positives are all the other views with its label (eq. 2, ``L_out``):
+``l_i = -(1/|P(i)|) sum_{p in P(i)} log( exp(z_i.z_p/T) / sum_{a != i} exp(z_i.z_a/T) )``
+on L2-normalised projections, computed by :func:`cl_jax.losses.supcon` on the ``(N, V, D)``
+projections of the V views over the global batch. ``loss_scale`` multiplies the loss
+(1 by default; ``T / 0.07`` reproduces HobbitLong/SupContrast's ``temperature /
+base_temperature`` factor, see ``configs/supcon.py``). An example whose label is unknown
+(``label < 0``) is its own class, so its only positives are its other views (SimCLR).
+
+This is the paper's two-stage recipe: pre-train encoder + projector with labels, then train
+a linear classifier on the frozen encoder features, which is this library's end-of-run
+linear evaluation (``linear_top1``). The online probe only monitors training.
+``needs_labels = True``: the loop refuses a training split without labels.
+
+Defaults from the paper (section 3.1 and 4.5): projector with one hidden layer of 2048 and a
+128-d output, temperature 0.1. The projector has no BatchNorm (``MLP(...,
+use_batch_norm=False)``; ``proj_batch_norm`` switches it on), as in HobbitLong/SupContrast
+and solo-learn ``supcon.py``.
+"""
+
+import jax.numpy as jnp
+
+from cl_jax import losses
+from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
+from cl_jax.models import MLP
+
+
+def classes_with_unknown_as_singletons(labels):
+    """Labels with every unknown label (< 0) replaced by a class of its own (-1 - index)."""
+    return jnp.where(labels < 0, -1 - jnp.arange(labels.shape[0]), labels)
+
+
+class SupCon(Method):
+    name = "supcon"
+    needs_labels = True
+
+    def build_network(self, encoder, num_classes):
+        c = self.config
+        projector = MLP(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim,
+                        use_batch_norm=c.proj_batch_norm)
+        return Network(encoder=encoder, projector=projector, num_classes=num_classes)
+
+    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+        outputs, batch_stats = self.forward(params, batch_stats, views)
+        features = jnp.stack([o["projection"] for o in outputs], axis=1)
+        classes = classes_with_unknown_as_singletons(labels)
+        loss = self.config.loss_scale * losses.supcon(features, classes,
+                                                      temperature=self.config.temperature)
+        return loss, LossAux(metrics={}, batch_stats=batch_stats,
+                             probe_logits=probe_logits_of(outputs, 2), probe_views=2)

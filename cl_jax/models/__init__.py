@@ -1,0 +1,40 @@
+"""Flax (linen) backbones and heads. Import-light: no TensorFlow."""
+
+import jax.numpy as jnp
+
+from cl_jax.models.convnet import ConvNet
+from cl_jax.models.heads import MLP
+from cl_jax.models.resnet import ResNet
+from cl_jax.models.vit import ViT
+
+# name -> (width, depth, heads): DeiT / timm sizes (Touvron et al. 2021, table 1).
+VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6), "vit_base": (768, 12, 12)}
+
+ENCODERS = ("convnet", "resnet18", "resnet34", "resnet50", "resnet101", *VIT_SIZES)
+
+
+def create_encoder(name, *, stem="imagenet", widths=(32, 64, 128), width_multiplier=1,
+                   zero_init_residual=False, dtype=jnp.float32, patch_size=16, num_heads=0,
+                   posemb="learn", frozen_patch_embedding=False):
+    """A backbone by name: ``convnet``, ``resnet{18,34,50,101}`` or ``vit_{tiny,small,base}``.
+
+    ``stem``, ``width_multiplier`` and ``zero_init_residual`` are ResNet options, ``widths``
+    the ConvNet's; ``patch_size``, ``num_heads`` (0: the size's default), ``posemb``
+    (``learn`` / ``sincos2d``) and ``frozen_patch_embedding`` are ViT options (see
+    ``cl_jax.models.vit``).
+    """
+    if name == "convnet":
+        return ConvNet(widths=tuple(widths), dtype=dtype)
+    if name.startswith("resnet") and name[len("resnet"):].isdigit():
+        depth = int(name[len("resnet"):])
+        return ResNet(depth=depth, stem=stem, width_multiplier=width_multiplier,
+                      zero_init_residual=zero_init_residual, dtype=dtype)
+    if name in VIT_SIZES:
+        width, depth, heads = VIT_SIZES[name]
+        return ViT(width=width, depth=depth, num_heads=num_heads or heads,
+                   patch_size=patch_size, posemb=posemb,
+                   frozen_patch_embedding=frozen_patch_embedding, dtype=dtype)
+    raise ValueError(f"Unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
+
+
+__all__ = ["ConvNet", "MLP", "ResNet", "ViT", "create_encoder", "ENCODERS", "VIT_SIZES"]

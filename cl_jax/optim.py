@@ -1,0 +1,124 @@
+"""Optimisers and schedules: LARS / SGD / AdamW, linear warmup then cosine decay, lr scaling.
+
+- LARS (You et al. 2017) as in the BYOL reference (deepmind-research ``byol/utils/
+  optimizers.py``): ``u = g + wd * w``; ``u *= eta * |w| / |u|``; momentum on ``u``; then
+  the learning rate. Biases and BatchNorm parameters (every parameter with fewer than two
+  dimensions) are excluded from weight decay and from the trust ratio (BYOL appendix C;
+  SimCLR's ``EXCLUDE_FROM_WEIGHT_DECAY``). ``clip_lr=True`` is LARC's clipping as used by
+  solo-learn: the per-layer rate ``lr * trust`` never exceeds ``lr``.
+- Learning-rate scaling by the global batch: ``linear`` (``base_lr * batch / 256``, Goyal
+  et al. 2017, the BYOL and SimCLR ImageNet recipes), ``sqrt`` (``base_lr * sqrt(batch)``,
+  SimCLR appendix B.1) or ``none``.
+- Schedule: linear warmup from 0 to the peak, then cosine decay to ``end_lr_factor * peak``.
+"""
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def scaled_learning_rate(base_lr, batch_size, scaling):
+    """Peak learning rate from the base rate and the global batch size."""
+    if scaling == "linear":
+        return base_lr * batch_size / 256
+    if scaling == "sqrt":
+        return base_lr * math.sqrt(batch_size)
+    if scaling == "none":
+        return base_lr
+    raise ValueError(f"optim.lr_scaling must be 'linear', 'sqrt' or 'none', got {scaling!r}")
+
+
+def warmup_cosine(peak, warmup_steps, total_steps, end_factor=0.0):
+    """Linear warmup over ``warmup_steps`` then cosine decay until ``total_steps``."""
+    total_steps = max(int(total_steps), 1)
+    warmup_steps = min(int(warmup_steps), total_steps - 1) if total_steps > 1 else 0
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=peak, warmup_steps=warmup_steps,
+        decay_steps=total_steps, end_value=peak * end_factor)
+
+
+def is_matrix(params):
+    """Mask that is True for weights with two or more dimensions (not biases, not norms)."""
+    return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+class TrustRatioState(NamedTuple):
+    count: jax.Array
+
+
+def scale_by_trust_ratio(trust_coefficient, mask, learning_rate=None, clip_lr=False):
+    """Scales each masked update ``u`` by ``eta * |w| / |u|`` (1 where either norm is 0).
+
+    With ``clip_lr`` the factor is ``min(factor, lr) / lr`` (LARC), so the layer's effective
+    rate is at most the global one.
+    """
+
+    def init(params):
+        del params
+        return TrustRatioState(count=jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params):
+        lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+
+        def scale(u, w, adapt):
+            if not adapt:
+                return u
+            w_norm, u_norm = jnp.linalg.norm(w), jnp.linalg.norm(u)
+            trust = jnp.where((w_norm > 0) & (u_norm > 0),
+                              trust_coefficient * w_norm / jnp.maximum(u_norm, 1e-30), 1.0)
+            if clip_lr:
+                trust = jnp.minimum(trust / jnp.maximum(lr, 1e-30), 1.0)
+            return u * trust.astype(u.dtype)
+
+        updates = jax.tree.map(scale, updates, params, mask(params))
+        return updates, TrustRatioState(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init, update)
+
+
+def lars(learning_rate, weight_decay, momentum=0.9, trust_coefficient=0.001, clip_lr=False,
+         mask=is_matrix):
+    """LARS with decay and trust ratio on ``mask``ed parameters (see the module docstring)."""
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay, mask=mask),
+        scale_by_trust_ratio(trust_coefficient, mask, learning_rate, clip_lr),
+        optax.trace(decay=momentum),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def create_optimizer(config, schedule):
+    """The optimiser named ``config.name`` with learning rate ``schedule``."""
+    name, wd = config.name, config.weight_decay
+    if name == "lars":
+        return lars(schedule, wd, config.momentum, config.trust_coefficient, config.clip_lr)
+    if name == "sgd":
+        return optax.chain(optax.add_decayed_weights(wd, mask=is_matrix),
+                           optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov))
+    if name == "adamw":
+        return optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=wd, mask=is_matrix)
+    raise ValueError(f"optim.name must be 'lars', 'sgd' or 'adamw', got {name!r}")
+
+
+def learning_rate_schedule(config, batch_size, total_steps, steps_per_epoch):
+    """The run's schedule from ``config.optim``, the global batch and the step counts."""
+    peak = scaled_learning_rate(config.base_lr, batch_size, config.lr_scaling)
+    warmup = config.warmup_steps
+    if warmup < 0:
+        warmup = round(config.warmup_epochs * steps_per_epoch)
+    return warmup_cosine(peak, warmup, total_steps, config.end_lr_factor)
+
+
+def with_online_probe(tx, probe_lr, total_steps):
+    """Trains ``params['probe']`` (the online linear probe) with its own SGD, no decay.
+
+    The probe must not see LARS trust ratios or the encoder's weight decay; it learns with
+    SGD (momentum 0.9) at ``probe_lr`` decayed by a cosine over the run.
+    """
+    probe_tx = optax.sgd(optax.cosine_decay_schedule(probe_lr, max(int(total_steps), 1)),
+                         momentum=0.9)
+    labels = lambda params: {k: "probe" if k == "probe" else "model" for k in params}
+    return optax.multi_transform({"model": tx, "probe": probe_tx}, labels)

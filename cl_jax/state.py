@@ -1,0 +1,151 @@
+"""The train state and the train step: pure JAX, no TensorFlow (benchmarks use them too).
+
+``TrainState`` is one pytree: step, params, BatchNorm statistics, optimiser state, and the
+method's extra state (EMA target, queue, prototypes, ...). ``make_train_step`` returns the
+pure function ``state, batch -> state, metrics`` that the loop jits once with the state
+donated.
+
+Non-finite guard: a step whose loss, gradients or parameter updates contain a NaN or an
+infinity changes nothing but the step counter (params, BatchNorm statistics, optimiser and
+extra state keep their values) and is counted in ``nonfinite_steps``; the first such step is
+``first_nonfinite_step``. The loop then skips on or stops (config ``nonfinite``). A skipped
+step also leaves the optimiser's own step count behind, as ``optax.apply_if_finite`` does.
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from cl_jax import methods, models, optim
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    extra: Any
+    nonfinite_steps: jax.Array  # steps skipped because of a NaN / inf (int32)
+    first_nonfinite_step: jax.Array  # the first of them, -1 if none (int32)
+
+
+def create_method_and_optimizer(config, num_classes, total_steps, steps_per_epoch):
+    """The method (network and loss), lr schedule and optimiser a config describes.
+
+    ``num_classes > 0`` adds the online linear probe (with its own optimiser).
+    """
+    m = config.model
+    encoder = models.create_encoder(m.encoder, stem=m.stem, widths=m.widths,
+                                    width_multiplier=m.width_multiplier,
+                                    zero_init_residual=m.zero_init_residual)
+    method = methods.create_method(config.method, encoder, num_classes, total_steps,
+                                   steps_per_epoch)
+    schedule = optim.learning_rate_schedule(config.optim, config.batch_size, total_steps,
+                                            steps_per_epoch)
+    tx = optim.create_optimizer(config.optim, schedule)
+    if num_classes:
+        tx = optim.with_online_probe(tx, config.probe_lr, total_steps)
+    return method, schedule, tx
+
+
+def init_train_state(method, tx, rng, sample_image) -> TrainState:
+    """Initialises the network on ``sample_image`` (one view's batch) and the optimiser."""
+    init_rng, extra_rng = jax.random.split(rng)
+    variables = method.network.init(init_rng, sample_image, train=True)
+    params = variables["params"]
+    batch_stats = variables.get("batch_stats", {})
+    extra = method.init_extra(params, batch_stats, extra_rng)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                      opt_state=tx.init(params), extra=extra,
+                      nonfinite_steps=jnp.zeros((), jnp.int32),
+                      first_nonfinite_step=jnp.full((), -1, jnp.int32))
+
+
+def online_probe_loss(logits, labels, num_views):
+    """Cross-entropy and accuracy of the online probe; labels < 0 (unknown) are ignored."""
+    labels = jnp.tile(labels, num_views)
+    valid = labels >= 0
+    count = jnp.maximum(jnp.sum(valid), 1)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                         jnp.maximum(labels, 0))
+    correct = jnp.argmax(logits, axis=-1) == labels
+    return jnp.sum(ce * valid) / count, jnp.sum(correct * valid) / count
+
+
+def loss_and_grads(method, state: TrainState, batch, rng):
+    """The method's loss plus the online probe's, and their gradients w.r.t. ``state.params``.
+
+    Returns ``(metrics, aux, grads)``; ``metrics['loss']`` is the method's loss alone.
+    """
+    views, labels = batch["views"], batch["label"]
+
+    def loss_fn(params):
+        loss, aux = method.loss(params, state.batch_stats, state.extra, views, labels, rng,
+                                state.step)
+        metrics = dict(aux.metrics, loss=loss)
+        total = loss
+        if aux.probe_logits is not None:
+            probe_loss, probe_acc = online_probe_loss(aux.probe_logits, labels, aux.probe_views)
+            total = total + probe_loss
+            metrics.update(probe_loss=probe_loss, probe_acc=probe_acc)
+        return total, (metrics, aux)
+
+    (_, (metrics, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return metrics, aux, grads
+
+
+def all_finite(*trees):
+    """True (a traced bool) if every element of every array in ``trees`` is finite."""
+    leaves = [x for tree in trees for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves \
+        else jnp.bool_(True)
+
+
+def select(pred, new, old):
+    """``new`` where ``pred`` else ``old``, leaf by leaf (PRNG key leaves included)."""
+
+    def one(n, o):
+        if jax.dtypes.issubdtype(n.dtype, jax.dtypes.prng_key):
+            data = jnp.where(pred, jax.random.key_data(n), jax.random.key_data(o))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(n))
+        return jnp.where(pred, n, o)
+
+    return jax.tree.map(one, new, old)
+
+
+def make_train_step(method, tx, schedule, seed):
+    """The train step for ``method``: loss and gradients, optimiser update, extra update.
+
+    The step's randomness is ``fold_in(key(seed), step)``, so it depends on nothing but the
+    seed and the step number (a resumed run draws the same numbers). A step with a
+    non-finite loss, gradient or update is skipped (see the module docstring); the
+    ``nonfinite_steps`` metric counts them.
+    """
+
+    def train_step(state: TrainState, batch):
+        rng = jax.random.fold_in(jax.random.key(seed), state.step)
+        metrics, aux, grads = loss_and_grads(method, state, batch, rng)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        extra = method.update_extra(state.extra, params, aux, state.step)
+        model_grads = {k: v for k, v in grads.items() if k != "probe"}
+        metrics.update(lr=schedule(state.step), grad_norm=optax.tree.norm(model_grads))
+        finite = all_finite(metrics["loss"], grads, updates)
+        keep = lambda new, old: select(finite, new, old)
+        nonfinite_steps = state.nonfinite_steps + jnp.where(finite, 0, 1).astype(jnp.int32)
+        first = jnp.where((state.first_nonfinite_step < 0) & ~finite, state.step + 1,
+                          state.first_nonfinite_step)
+        new_state = state.replace(
+            step=state.step + 1, params=keep(params, state.params),
+            batch_stats=keep(aux.batch_stats, state.batch_stats),
+            opt_state=keep(opt_state, state.opt_state), extra=keep(extra, state.extra),
+            nonfinite_steps=nonfinite_steps, first_nonfinite_step=first)
+        metrics.update(nonfinite_steps=nonfinite_steps)
+        return new_state, metrics
+
+    return train_step

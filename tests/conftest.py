@@ -1,0 +1,105 @@
+"""Test setup: eight forced CPU devices, so every test also exercises sharding."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests (and their subprocesses) compile the same tiny programs: share the compilations.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", ".pytest_cache", "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def write_image_folder(root, classes=("cat", "dog"), per_class=6, size=(12, 14), flat=False):
+    """Writes small random PNG/JPEG images: root/<class>/<i>.png, or root/<i>.jpg if flat."""
+    import tensorflow as tf
+
+    rng = np.random.RandomState(0)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for c, name in enumerate(classes):
+        folder = root if flat else root / name
+        folder.mkdir(exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.randint(0, 256, (*size, 3)).astype(np.uint8)
+            pixels[..., c % 3] = 255  # classes differ in colour
+            if i % 2:
+                path, data = folder / f"{name}_{i}.png", tf.io.encode_png(pixels)
+            else:
+                path, data = folder / f"{name}_{i}.jpg", tf.io.encode_jpeg(pixels)
+            path.write_bytes(data.numpy())
+            paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    root = tmp_path / "images"
+    write_image_folder(root)
+    return root
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def tiny_config(method, preset="digits"):
+    """A real config file's preset, shrunk so a train step compiles and runs in seconds."""
+    from cl_jax import config_lib
+
+    c = config_lib.load_config_file(f"{REPO}/configs/{method}.py:{preset}")
+    c.batch_size = 16
+    c.total_steps = 2
+    c.log_every_steps = 1
+    c.checkpoint_every_steps = 2
+    c.model.encoder = "convnet"
+    c.model.widths = (8, 16)
+    for key in ("proj_hidden_dims", "pred_hidden_dims"):
+        if key in c.method:
+            c.method[key] = (32,)
+    if "proj_dim" in c.method:
+        c.method.proj_dim = 16
+    c.eval.update(batch_size=64, linear_steps=20, fewshot_draws=2)
+    return c
+
+
+def random_batch(config, batch_size=16, seed=0, num_classes=10):
+    """A host batch of random views shaped as ``config`` asks (multi-crop included)."""
+    from cl_jax import data
+
+    rng = np.random.RandomState(seed)
+    views = tuple(
+        rng.randn(batch_size, v.size, v.size, config.data.channels).astype(np.float32)
+        for v in data.view_augments(config.augment))
+    return {"views": views, "label": rng.randint(0, num_classes, batch_size).astype(np.int32)}
+
+
+def train_steps(method, num_steps=2, preset="digits", config=None, **overrides):
+    """``num_steps`` real jitted train steps on all (8 forced) devices, random batches.
+
+    Returns (experiment, [state_0, ..., state_n], [metrics_1, ..., metrics_n]); the states
+    are fetched to the host, so donation does not invalidate them.
+    """
+    import jax
+
+    from cl_jax import parallel, train
+    from cl_jax.state import make_train_step
+
+    c = config if config is not None else tiny_config(method, preset)
+    c.update(overrides)
+    exp = train.create_experiment(c)
+    state = train.initial_state(exp)
+    step = jax.jit(make_train_step(exp.method, exp.tx, exp.schedule, c.seed),
+                   donate_argnums=0)
+    states, metrics = [jax.device_get(state)], []
+    for i in range(num_steps):
+        batch = parallel.to_global(random_batch(c, c.batch_size, seed=i), exp.mesh)
+        state, m = step(state, batch)
+        states.append(jax.device_get(state))
+        metrics.append(jax.device_get(m))
+    return exp, states, metrics

@@ -1,0 +1,147 @@
+"""The host pipeline: deterministic order, resume, per-process shards, sources, errors."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from conftest import write_image_folder
+
+from cl_jax.data import ViewAugment, eval_dataset, pipeline, sources
+from cl_jax.errors import DataError
+
+VIEWS = [ViewAugment(size=8, flip_prob=0.0, blur_prob=0.5), ViewAugment(size=8)]
+NORM = dict(mean=(0.3,), std=(0.4,))
+
+
+def batches(split, n, views=VIEWS, **kwargs):
+    kwargs = {"seed": 0, "global_batch": 32, "start_step": 0, **NORM, **kwargs}
+    iterator = pipeline.train_dataset(split, views, **kwargs).as_numpy_iterator()
+    return [next(iterator) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return sources.digits_split("train")
+
+
+def test_digits_splits_are_disjoint_and_stratified():
+    train, test = sources.digits_split("train"), sources.digits_split("test")
+    assert train.num_examples + test.num_examples == 1797
+    assert 0.19 < test.num_examples / 1797 < 0.21
+    read = lambda s: np.stack([s.read(i)["image"].numpy() for i in range(s.num_examples)])
+    train_images, test_images = read(train), read(test)
+    assert train_images.shape[1:] == (8, 8, 1) and train_images.dtype == np.uint8
+    train_set = {im.tobytes() for im in train_images}
+    overlap = sum(im.tobytes() in train_set for im in test_images)
+    assert overlap < 10  # sklearn's digits has a few exact duplicates; no systematic overlap
+
+
+def test_batches_are_deterministic_and_well_formed(digits):
+    first, again = batches(digits, 2), batches(digits, 2)
+    for a, b in zip(first, again, strict=True):
+        for va, vb in zip(a["views"], b["views"], strict=True):
+            np.testing.assert_array_equal(va, vb)
+    views = first[0]["views"]
+    assert len(views) == 2 and views[0].shape == (32, 8, 8, 1) and views[0].dtype == np.float32
+    assert not np.array_equal(views[0], views[1])  # two different augmentations
+    other_seed = batches(digits, 1, seed=1)[0]
+    assert not np.array_equal(other_seed["label"], first[0]["label"])
+
+
+def test_each_epoch_visits_every_example_once():
+    split = sources.in_memory_split("toy", np.zeros((10, 4, 4, 1), np.uint8), np.arange(10), 10)
+    got = batches(split, 6, views=[ViewAugment(size=4)], global_batch=5)
+    labels = np.concatenate([b["label"] for b in got])
+    for epoch in range(3):
+        assert sorted(labels[10 * epoch:10 * (epoch + 1)]) == list(range(10))
+    assert not np.array_equal(labels[:10], labels[10:20])  # a new permutation every epoch
+
+
+def test_resume_gives_the_same_batches(digits):
+    uninterrupted = batches(digits, 5)
+    resumed = batches(digits, 2, start_step=3)
+    for a, b in zip(uninterrupted[3:], resumed, strict=True):
+        np.testing.assert_array_equal(a["label"], b["label"])
+        np.testing.assert_array_equal(a["views"][1], b["views"][1])
+
+
+def test_processes_read_disjoint_rows_of_the_same_global_batch(digits):
+    whole = batches(digits, 2)[1]
+    parts = [batches(digits, 2, process_index=p, process_count=2)[1] for p in range(2)]
+    assert parts[0]["views"][0].shape[0] == 16
+    np.testing.assert_array_equal(np.concatenate([p["views"][0] for p in parts]),
+                                  whole["views"][0])
+
+
+def test_eval_dataset_covers_split_once_with_padding():
+    split = sources.in_memory_split("toy", np.zeros((11, 4, 4, 1), np.uint8), np.arange(11), 11)
+    for process_count in (1, 2):
+        seen = []
+        for p in range(process_count):
+            ds, num_batches = eval_dataset(split, size=4, crop_fraction=1.0, **NORM,
+                                           global_batch=4, process_index=p,
+                                           process_count=process_count)
+            got = list(ds.as_numpy_iterator())
+            assert len(got) == num_batches == 3
+            seen += [int(y) for b in got for y, m in zip(b["label"], b["mask"], strict=True) if m]
+        assert sorted(seen) == list(range(11))
+
+
+def test_image_folder_with_classes(image_folder):
+    split = sources.folder_split(str(image_folder))
+    assert split.num_examples == 12 and split.num_classes == 2
+    labels = [int(split.read(i)["label"]) for i in range(12)]
+    assert labels == [0] * 6 + [1] * 6
+    got = batches(split, 1, views=[ViewAugment(size=8)] * 2, global_batch=4, mean=(0.5,) * 3,
+                  std=(0.5,) * 3)[0]
+    assert got["views"][0].shape == (4, 8, 8, 3)
+
+
+def test_flat_image_folder_is_unlabelled(tmp_path):
+    write_image_folder(tmp_path / "flat", flat=True)
+    split = sources.folder_split(str(tmp_path / "flat"))
+    assert split.num_examples == 12 and split.num_classes == 0
+    assert int(split.read(0)["label"]) == -1
+
+
+def test_missing_and_empty_folders_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        sources.folder_split(str(tmp_path / "nowhere"))
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(DataError, match="No images"):
+        sources.folder_split(str(tmp_path / "empty"))
+
+
+def test_undecodable_image_is_named(image_folder):
+    bad = image_folder / "dog" / "dog_3.png"
+    bad.write_bytes(b"this is not a png")
+    split = sources.folder_split(str(image_folder))
+    views = [ViewAugment(size=8)] * 2
+    kwargs = dict(seed=0, global_batch=12, start_step=0, mean=(0.5,) * 3, std=(0.5,) * 3)
+    host = pipeline.HostBatches(pipeline.train_dataset(split, views, **kwargs), split,
+                                seed=0, global_batch=12, start_step=0)
+    with pytest.raises(DataError, match="dog_3.png"):
+        next(host)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_tfds_source_on_mock_data(in_memory):
+    with tfds.testing.mock_data(num_examples=24):
+        split = sources.tfds_split("cifar10", "train", in_memory=in_memory)
+        assert split.num_examples == 24 and split.num_classes == 10
+        assert split.random_access == in_memory
+        views = [ViewAugment(size=16)] * 2
+        kwargs = dict(global_batch=8, mean=(0.5,) * 3, std=(0.5,) * 3)
+        first = batches(split, 4, views=views, **kwargs)
+        assert first[0]["views"][0].shape == (8, 16, 16, 3)
+        resumed = batches(split, 1, views=views, start_step=3, **kwargs)[0]
+        np.testing.assert_array_equal(resumed["views"][0], first[3]["views"][0])
+        ds, num_batches = eval_dataset(split, size=16, crop_fraction=1.0, global_batch=8,
+                                       mean=(0.5,) * 3, std=(0.5,) * 3)
+        assert sum(b["mask"].sum() for b in ds.as_numpy_iterator()) == 24
+
+
+def test_tfds_missing_data_set_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="tfds build cifar10"):
+        sources.tfds_split("cifar10", "train", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="no data set named"):
+        sources.tfds_split("no_such_dataset_xyz", "train")

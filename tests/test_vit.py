@@ -1,0 +1,125 @@
+"""The Vision Transformer: shapes, the ViT-S/16 parameter count, MoCo v3's options, and a
+real MoCo v3 train step with a small ViT on 8x8 digits-sized images over 8 devices."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import random_batch, tiny_config
+
+from cl_jax import models, optim, parallel
+from cl_jax.methods import create_method
+from cl_jax.models import vit as vit_module
+from cl_jax.state import init_train_state, make_train_step
+
+
+def param_count(tree):
+    return sum(x.size for x in jax.tree.leaves(tree))
+
+
+def abstract_init(model, x):
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+
+
+def test_vit_small_patch16_parameter_count_matches_timm():
+    # timm's vit_small_patch16_224 has 22,050,664 parameters including its 1000-way head
+    # (384 * 1000 + 1000 = 385,000).
+    model = models.create_encoder("vit_small")
+    x = jnp.zeros((2, 224, 224, 3))
+    variables = abstract_init(model, x)
+    assert param_count(variables["params"]) == 22_050_664 - 385_000
+    assert jax.eval_shape(lambda v: model.apply(v, x), variables).shape == (2, 384)
+    # MoCo v3's ViT-S: 12 heads (same count), fixed sin-cos positions and patch projection.
+    moco = models.create_encoder("vit_small", num_heads=12, posemb="sincos2d",
+                                 frozen_patch_embedding=True)
+    frozen = param_count(abstract_init(moco, x)["params"])
+    assert frozen == 22_050_664 - 385_000 - 197 * 384 - (16 * 16 * 3 * 384 + 384)
+
+
+@pytest.mark.parametrize("name,width", [("vit_tiny", 192), ("vit_base", 768)])
+def test_vit_sizes(name, width):
+    model = models.create_encoder(name, patch_size=4)
+    x = jnp.zeros((3, 8, 8, 1))
+    assert jax.eval_shape(lambda v: model.apply(v, x), abstract_init(model, x)).shape == (3, width)
+
+
+@pytest.mark.parametrize("patch_size", [2, 4])
+def test_small_vit_on_digits_sized_images(patch_size):
+    model = models.ViT(width=32, depth=2, num_heads=4, patch_size=patch_size)
+    x = jax.random.normal(jax.random.key(0), (5, 8, 8, 1))
+    variables = model.init(jax.random.key(1), x)
+    tokens = (8 // patch_size) ** 2 + 1
+    assert variables["params"]["pos_embedding"].shape == (tokens, 32)
+    assert variables["params"]["patch_embedding"]["kernel"].shape == (patch_size, patch_size, 1,
+                                                                      32)
+    out = model.apply(variables, x)
+    assert out.shape == (5, 32) and np.all(np.isfinite(out))
+    # One example's feature depends on that example only (no batch statistics).
+    np.testing.assert_allclose(model.apply(variables, x[:1]), out[:1], rtol=1e-5, atol=1e-6)
+    grads = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x) ** 2))(variables["params"])
+    assert all(np.all(np.isfinite(g)) and np.any(g != 0) for g in jax.tree.leaves(grads))
+
+
+def test_sincos_position_embedding_formula():
+    table = vit_module.sincos_2d_position_embedding(2, 3, 8)
+    assert table.shape == (6, 8)
+    omega = 1.0 / 10000.0 ** (np.arange(2) / 2)
+    for i in range(2):
+        for j in range(3):  # row-major patches: index i * 3 + j is row i, column j
+            want = np.concatenate([np.sin(i * omega), np.cos(i * omega), np.sin(j * omega),
+                                   np.cos(j * omega)])
+            np.testing.assert_allclose(table[i * 3 + j], want, rtol=1e-6, atol=1e-7)
+    # moco-v3's construction on a square grid, transcribed: meshgrid(grid_w, grid_h), 'ij'.
+    grid_w, grid_h = np.meshgrid(np.arange(4.0), np.arange(4.0), indexing="ij")
+    out_w, out_h = grid_w.reshape(-1, 1) * omega, grid_h.reshape(-1, 1) * omega
+    reference = np.concatenate([np.sin(out_w), np.cos(out_w), np.sin(out_h), np.cos(out_h)], 1)
+    np.testing.assert_allclose(vit_module.sincos_2d_position_embedding(4, 4, 8), reference,
+                               rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        vit_module.sincos_2d_position_embedding(2, 2, 6)
+
+
+def test_frozen_patch_embedding_is_a_constant_and_gets_no_parameters():
+    model = models.ViT(width=16, depth=1, num_heads=2, patch_size=2, posemb="sincos2d",
+                       frozen_patch_embedding=True)
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
+    variables = model.init(jax.random.key(1), x)
+    assert "patch_embedding" not in variables["params"]
+    assert "pos_embedding" not in variables["params"]
+    out = model.apply(variables, x)
+    assert out.shape == (2, 16) and np.all(np.isfinite(out))
+    kernel = vit_module.fixed_patch_kernel(2, 3, 16)
+    bound = np.sqrt(6.0 / (3 * 4 + 16))
+    assert kernel.shape == (2, 2, 3, 16) and float(jnp.max(jnp.abs(kernel))) <= bound
+    np.testing.assert_array_equal(kernel, vit_module.fixed_patch_kernel(2, 3, 16))
+
+
+def test_vit_rejects_image_sizes_that_patches_do_not_tile():
+    model = models.create_encoder("vit_tiny", patch_size=3)
+    with pytest.raises(ValueError, match="patch_size"):
+        model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+
+
+def test_mocov3_trains_a_small_vit_on_eight_devices():
+    c = tiny_config("mocov3")
+    c.method.update(proj_hidden_dims=(32, 32), pred_output_norm=True, temperature=0.2)
+    encoder = models.ViT(width=32, depth=2, num_heads=4, patch_size=2)
+    method = create_method(c.method, encoder, num_classes=10, total_steps=2)
+    schedule = optim.learning_rate_schedule(c.optim, c.batch_size, 2, 1.0)
+    tx = optim.with_online_probe(optim.create_optimizer(c.optim, schedule), c.probe_lr, 2)
+    mesh = parallel.create_mesh()
+    assert mesh.size == 8
+    state = jax.jit(lambda rng: init_train_state(method, tx, rng, jnp.zeros((2, 8, 8, 1))),
+                    out_shardings=parallel.replicated(mesh))(jax.random.key(0))
+    old = jax.device_get(state)
+    step = jax.jit(make_train_step(method, tx, schedule, seed=0))
+    for i in range(2):
+        state, metrics = step(state, parallel.to_global(random_batch(c, c.batch_size, seed=i),
+                                                        mesh))
+        assert np.isfinite(float(metrics["loss"]))
+    new = jax.device_get(state)
+    moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(old.params["encoder"]),
+                                                   jax.tree.leaves(new.params["encoder"]),
+                                                   strict=True)]
+    assert all(moved)
+    assert set(new.extra["target_params"]) == {"encoder", "projector"}
