@@ -404,6 +404,12 @@ def compare(method, model, size, batch, args, mesh, torch_device, precisions, pe
     return row
 
 
+def write_json(report, path):
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
 def fmt(value, spec, missing="n/a"):
     return missing if value is None else format(value, spec)
 
@@ -494,11 +500,6 @@ def main(argv=None):
                   "ratio compares different hardware.", flush=True)
     mesh = parallel.create_mesh()
     rows = []
-    for method in args.methods.split(","):
-        for model, size, batch in sizes:
-            rows.append(compare(method, model, size, batch, args, mesh, torch_device,
-                                precisions, peak))
-            print_row(rows[-1])
     report = {
         "date": time.strftime("%Y-%m-%d"), "host": platform.node(),
         "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -514,19 +515,22 @@ def main(argv=None):
                      "compile": bool(args.compile), "precisions": precisions},
         "results": rows,
     }
+    for method in args.methods.split(","):
+        for model, size, batch in sizes:
+            rows.append(compare(method, model, size, batch, args, mesh, torch_device,
+                                precisions, peak))
+            print_row(rows[-1])
+            if args.json != "-":  # after every row, so a long run that dies keeps its rows
+                write_json(report, args.json)
     print()
     print_table(report)
     if torch is None:
         print(NO_TORCH_MESSAGE.format(TORCH_ERROR), flush=True)
-    text = json.dumps(report, indent=2)
     if args.json == "-":
-        print(text)
+        print(json.dumps(report, indent=2))
     else:
-        with open(args.json, "w") as f:
-            f.write(text)
         print(f"wrote {args.json}")
     return report
-
 
 if __name__ == "__main__":
     main()

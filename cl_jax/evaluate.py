@@ -11,11 +11,20 @@ import sys
 import ml_collections
 from absl import app, flags, logging
 
-from cl_jax import train
+from cl_jax import config_lib, train
 from cl_jax.checkpoint import Checkpointer
 from cl_jax.errors import UserError
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The workdir of a training run.")
+
+def merge(config, saved):
+    """``saved`` (a run's config.json) over ``config``: fields added since the run keep their
+    defaults."""
+    for key, value in saved.items():
+        if isinstance(value, dict) and isinstance(config.get(key), ml_collections.ConfigDict):
+            merge(config[key], value)
+        else:
+            config[key] = value
+    return config
 
 
 def evaluate_workdir(workdir):
@@ -23,7 +32,7 @@ def evaluate_workdir(workdir):
     if not os.path.exists(config_path):
         raise UserError(f"No config.json in {workdir!r}: is it the --workdir of a training run?")
     with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        config = merge(config_lib.base_config(), json.load(f))
     exp = train.create_experiment(config)
     checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), 0)
     if checkpointer.latest_step is None:
@@ -38,14 +47,16 @@ def evaluate_workdir(workdir):
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
-    if _WORKDIR.value is None:
+    if flags.FLAGS.workdir is None:
         raise app.UsageError("--workdir is required.")
     try:
-        evaluate_workdir(_WORKDIR.value)
+        evaluate_workdir(flags.FLAGS.workdir)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
 
 
 if __name__ == "__main__":
+    # Defined here, not at import: cl_jax.main defines its own --workdir.
+    flags.DEFINE_string("workdir", None, "The workdir of a training run.")
     app.run(main)
