@@ -51,7 +51,10 @@ def get_config(preset="digits"):
                          queue_start_epoch=15.0))
     config_lib.set_data_preset(c, preset)
     if preset == "digits":
-        c.method.update(proj_hidden_dims=(512,), proj_dim=64, num_prototypes=30)
+        # More prototypes than embedding dimensions, and the prototypes frozen for 20 of
+        # the 140 epochs (~110 steps; the reference freezes 313-5005 iterations).
+        c.method.update(proj_hidden_dims=(512,), proj_dim=32, num_prototypes=64,
+                        freeze_prototypes_epochs=20)
         c.augment.view1, c.augment.view2 = config_lib.simclr_views(
             8, strength=0.5, blur_prob=0.3, crop_scale=(0.3, 1.0), flip_prob=0.0)
         c.augment.num_local_views = 2
