@@ -79,7 +79,10 @@ def base_config():
 
     c.model = ml_collections.ConfigDict(dict(
         encoder="convnet", stem="imagenet", widths=(32, 64, 128), width_multiplier=1,
-        zero_init_residual=False))
+        zero_init_residual=False,
+        # ViT only (cl_jax.models.vit): patch size, heads (0: the size's default), position
+        # embedding "learn" / "sincos2d", MoCo v3's frozen random patch projection.
+        patch_size=16, num_heads=0, posemb="learn", frozen_patch_embedding=False))
 
     c.method = ml_collections.ConfigDict(dict(name=""))
 

@@ -31,8 +31,8 @@ imagenet — the reference's best run (scripts/deepclusterv2_800ep_pretrain.sh):
   multi-crop 2x224 (scale 0.14-1) + 6x96 (0.05-0.14) with flip, colour distortion
   (0.8/0.8/0.8/0.2 p=0.8, grayscale 0.2) and blur p=0.5, projector 2048-128, 3 x 3000
   prototypes, temperature 0.1, batch 4096, LARS (lr 4.8 = 0.3 x 4096/256, eta 1e-3, weight
-  decay 1e-6), 10 warmup epochs, cosine to 4.8e-3, 800 epochs. Needs
-  ``tfds build imagenet2012`` first.
+  decay 1e-6), 10 warmup epochs (from 0; the reference starts at 0.3), cosine to 4.8e-3,
+  800 epochs. Needs ``tfds build imagenet2012`` first.
     python -m cl_jax.main --config=configs/deepclusterv2.py:imagenet --workdir=gs://.../dcv2
   The reference README reports 75.2% top-1 linear evaluation.
 """

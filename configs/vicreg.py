@@ -58,7 +58,7 @@ def get_config(preset="digits"):
             8, crop_scale=(0.3, 1.0), flip_prob=0.0, blur=(0.5, 0.1), solarize=(0.0, 0.0))
         c.batch_size = 256
         c.num_epochs = 140
-        c.optim.update(base_lr=0.3, warmup_epochs=10, weight_decay=1e-5)
+        c.optim.update(base_lr=1.0, warmup_epochs=10, weight_decay=1e-5)
     elif preset in ("cifar10", "cifar100"):
         c.method.update(proj_hidden_dims=(2048, 2048), proj_dim=2048)
         c.augment.view1, c.augment.view2 = vicreg_views(32, blur_prob=0.0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import random_batch, tiny_config, train_steps
 
-from cl_jax import losses
+from cl_jax import losses, parallel
 from cl_jax.methods import mocov2 as mocov2_module
 
 # ---- float64 NumPy references ----
@@ -139,6 +139,11 @@ def test_shuffle_bn_is_per_group_batchnorm_on_a_random_partition():
     mean_stats = jax.tree.map(lambda *s: np.mean(s, axis=0), *group_stats)
     for got, want in zip(jax.tree.leaves(stats), jax.tree.leaves(mean_stats), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # The same computation on the batch sharded over the 8 devices.
+    sharded = jax.device_put(x, parallel.batch_sharding(parallel.create_mesh()))
+    keys_sharded, _ = jax.jit(method.key_projections)(e["target_params"],
+                                                      e["target_batch_stats"], sharded, rng)
+    np.testing.assert_allclose(keys_sharded, keys, atol=1e-5)
     # The groups matter: global BatchNorm gives other keys.
     global_keys, _ = method.target_network.apply(
         {"params": e["target_params"], "batch_stats": e["target_batch_stats"]}, x, train=True,

@@ -43,21 +43,28 @@ def test_vit_sizes(name, width):
     assert jax.eval_shape(lambda v: model.apply(v, x), abstract_init(model, x)).shape == (3, width)
 
 
-@pytest.mark.parametrize("patch_size", [2, 4])
-def test_small_vit_on_digits_sized_images(patch_size):
-    model = models.ViT(width=32, depth=2, num_heads=4, patch_size=patch_size)
+def test_small_vit_on_digits_sized_images():
     x = jax.random.normal(jax.random.key(0), (5, 8, 8, 1))
-    variables = model.init(jax.random.key(1), x)
-    tokens = (8 // patch_size) ** 2 + 1
-    assert variables["params"]["pos_embedding"].shape == (tokens, 32)
-    assert variables["params"]["patch_embedding"]["kernel"].shape == (patch_size, patch_size, 1,
-                                                                      32)
-    out = model.apply(variables, x)
-    assert out.shape == (5, 32) and np.all(np.isfinite(out))
-    # One example's feature depends on that example only (no batch statistics).
-    np.testing.assert_allclose(model.apply(variables, x[:1]), out[:1], rtol=1e-5, atol=1e-6)
-    grads = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x) ** 2))(variables["params"])
-    assert all(np.all(np.isfinite(g)) and np.any(g != 0) for g in jax.tree.leaves(grads))
+
+    @jax.jit  # one program for everything: compiling dominates at this size
+    def run(x):
+        results = {}
+        for patch_size in (2, 4):
+            model = models.ViT(width=32, depth=2, num_heads=4, patch_size=patch_size)
+            params = model.init(jax.random.key(1), x)["params"]
+            loss = lambda p, m=model: jnp.sum(m.apply({"params": p}, x) ** 2)
+            results[patch_size] = (params, model.apply({"params": params}, x),
+                                   model.apply({"params": params}, x[:1]), jax.grad(loss)(params))
+        return results
+
+    for patch_size, (params, out, first, grads) in run(x).items():
+        tokens = (8 // patch_size) ** 2 + 1
+        assert params["pos_embedding"].shape == (tokens, 32)
+        assert params["patch_embedding"]["kernel"].shape == (patch_size, patch_size, 1, 32)
+        assert out.shape == (5, 32) and np.all(np.isfinite(out))
+        # One example's feature depends on that example only (no batch statistics).
+        np.testing.assert_allclose(first, out[:1], rtol=1e-5, atol=1e-6)
+        assert all(np.all(np.isfinite(g)) and np.any(g != 0) for g in jax.tree.leaves(grads))
 
 
 def test_sincos_position_embedding_formula():
@@ -83,10 +90,9 @@ def test_frozen_patch_embedding_is_a_constant_and_gets_no_parameters():
     model = models.ViT(width=16, depth=1, num_heads=2, patch_size=2, posemb="sincos2d",
                        frozen_patch_embedding=True)
     x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
-    variables = model.init(jax.random.key(1), x)
+    out, variables = jax.jit(lambda x: model.init_with_output(jax.random.key(1), x))(x)
     assert "patch_embedding" not in variables["params"]
     assert "pos_embedding" not in variables["params"]
-    out = model.apply(variables, x)
     assert out.shape == (2, 16) and np.all(np.isfinite(out))
     kernel = vit_module.fixed_patch_kernel(2, 3, 16)
     bound = np.sqrt(6.0 / (3 * 4 + 16))
