@@ -5,8 +5,8 @@ Presets (``--config=configs/vicreg.py:<preset>``), each with its source and expe
 
 digits (default) — scikit-learn's 8x8 handwritten digits, shipped with the install:
     python -m cl_jax.main --config=configs/vicreg.py --workdir=runs/vicreg
-  Small ConvNet, 8x8 views, expander 512-512-512, LARS. About 3 minutes on a 2-core CPU;
-  numbers in the README.
+  Small ConvNet, 8x8 views, expander 512-512-512, LARS lr 1.0 x batch/256. About 3
+  minutes on a 2-core CPU; numbers in the README.
 
 cifar10, cifar100 — solo-learn's CIFAR recipe (scripts/pretrain/cifar/vicreg.yaml, its
   augmentations inline): ResNet-18 with the 3x3 stem and no max-pool, batch 256, LARS (lr
