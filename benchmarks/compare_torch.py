@@ -417,12 +417,12 @@ def fmt(value, spec, missing="n/a"):
 def print_row(r):
     j = r["jax"]
     name = f"{r['method']:6s} {r['model']}@{r['image_size']} b{r['batch']}"
-    print(f"{name:24s} cl_jax      {j['images_per_s']:9.1f} img/s  {j['step_ms']:9.1f} ms"
+    print(f"{name:24s} {'cl_jax':16s} {j['images_per_s']:9.1f} img/s  {j['step_ms']:9.1f} ms"
           f"  {j['tflops_per_s']:7.3f} TFLOP/s  MFU {fmt(j['mfu'], '.1%')}"
           f"  params {j['params']:,}  loss {j['loss']:.3f}", flush=True)
     for t in r["torch"] or []:
         label = "torch " + t["precision"] + ("+compile" if t["compile"] else "")
-        print(f"{'':24s} {label:11s} {t['images_per_s']:9.1f} img/s  {t['step_ms']:9.1f} ms"
+        print(f"{'':24s} {label:16s} {t['images_per_s']:9.1f} img/s  {t['step_ms']:9.1f} ms"
               f"  cl_jax/torch {t['ratio']:5.2f}x  params {t['params']:,}"
               f"  loss {t['loss']:.3f}", flush=True)
 
