@@ -224,9 +224,11 @@ def test_dino_teacher_center_loss_and_frozen_last_layer():
             + (1 - c.center_momentum) * np.mean(np.concatenate(teacher), axis=0),
             rtol=1e-5, atol=1e-6)
         # The loss over (teacher crop, other student crop) pairs, epoch 0's temperature.
-        assert float(metrics[t]["teacher_temp"]) == pytest.approx(c.warmup_teacher_temp)
+        temp = float(dino.teacher_temperature(0, c.warmup_teacher_temp, c.teacher_temp,
+                                              c.warmup_teacher_temp_epochs))
+        assert float(metrics[t]["teacher_temp"]) == pytest.approx(temp)
         expected = dino_reference([o["projection"] for o in student], teacher, center,
-                                  c.student_temp, c.warmup_teacher_temp)
+                                  c.student_temp, temp)
         assert float(metrics[t]["loss"]) == pytest.approx(expected, rel=1e-5)
     assert np.any(states[1].extra["center"])  # so the second loss used a non-zero center
 

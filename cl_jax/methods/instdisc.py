@@ -17,8 +17,8 @@ holds the last feature of every example. With ``P(i | f) = exp(v_i . f / T) / Z`
   ``extra['log_z']``), as the reference's ``NCEAverage``.
 
 Optional proximal regularisation (paper, section 3.4): ``+ lambda |f_i - v_i|^2``
-(``proximal``; 0 in the released code, the paper's ablation uses up to 50). After each step
-the batch's rows move towards their new features,
+(``proximal``; 0, as in the released code; section 3.4 compares lambda from 0 to 50).
+After each step the batch's rows move towards their new features,
 ``v_i <- normalize(m v_i + (1 - m) f_i)`` with ``m = bank_momentum = 0.5``, as the
 reference's ``LinearAverage`` / ``NCEAverage`` (zhirongw/lemniscate.pytorch) do in backward.
 The paper's initial bank is random unit vectors (the code draws uniform vectors of about unit
