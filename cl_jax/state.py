@@ -85,10 +85,11 @@ def loss_and_grads(method, state: TrainState, batch, rng):
     Returns ``(metrics, aux, grads)``; ``metrics['loss']`` is the method's loss alone.
     """
     views, labels = batch["views"], batch["label"]
+    index = {"index": batch["index"]} if method.needs_index else {}
 
     def loss_fn(params):
         loss, aux = method.loss(params, state.batch_stats, state.extra, views, labels, rng,
-                                state.step)
+                                state.step, **index)
         metrics = dict(aux.metrics, loss=loss)
         total = loss
         if aux.probe_logits is not None:

@@ -75,6 +75,23 @@ def validate(config):
                               f"{value!r}; set --config.{name}={allowed[0]}.")
 
 
+def check_indexable(config, train_split):
+    """A memory-bank method keys on example indices: a random-access split of known size."""
+    name, n = config.method.name, train_split.num_examples
+    if not train_split.random_access:
+        raise ConfigError(
+            f"{name} keeps a memory bank row per training example and needs a random-access "
+            f"training split, but {train_split.name} is streamed; set "
+            "--config.data.cache_in_memory=True (a data set that fits in memory) or train on "
+            "an image folder (--config.data.source=folder --config.data.train_dir=...).")
+    if config.method.num_examples <= 0:
+        config.method.num_examples = n
+    elif config.method.num_examples != n:
+        raise ConfigError(f"method.num_examples is {config.method.num_examples}, but "
+                          f"{train_split.name} has {n} examples; set "
+                          f"--config.method.num_examples={n} (or 0 to use the split's size).")
+
+
 def create_experiment(config, mesh=None) -> Experiment:
     validate(config)
     mesh = mesh or parallel.create_mesh()
@@ -92,6 +109,8 @@ def create_experiment(config, mesh=None) -> Experiment:
             "labelled split (an image folder with one subfolder per class, or a TFDS split "
             "with labels) or pick a self-supervised method.")
 
+    if method_cls.needs_index:
+        check_indexable(config, train_split)
     steps_per_epoch = train_split.num_examples / config.batch_size
     total_steps = config.total_steps
     if total_steps < 0:

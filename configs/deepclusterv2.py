@@ -1,9 +1,9 @@
 """DeepCluster-v2 (Caron et al. 2020, arXiv:2006.09882, appendix; facebookresearch/swav
 ``main_deepclusterv2.py``), with multi-crop.
 
-``method.num_examples`` must be the training split's size (the memory bank has one row per
-example); the presets set it, and a mismatch stops the first step with the right number.
-The data pipeline must give each example's index (``batch['index']``).
+The memory bank has one row per training example (``method.num_examples``: 0 takes the
+training split's size) and is keyed on each example's index, which the data pipeline hands
+to the loss.
 
 Presets (``--config=configs/deepclusterv2.py:<preset>``), each with its source and result:
 
@@ -25,24 +25,23 @@ cifar10, cifar100 — solo-learn's CIFAR recipe (scripts/pretrain/cifar/deepclus
 stl10, folder — solo-learn's ImageNet-100 recipe (scripts/pretrain/imagenet-100/
   deepclusterv2.yaml): ResNet-18, two crops (96 px for stl10, 224 px for folder), batch
   256, LARS lr 0.6 x batch/256, eta 0.02 clipped, weight decay 1e-6, 400 epochs. On
-  ImageNet-100 solo-learn reports 75.36% online / 75.40% offline linear top-1. ``folder``
-  needs ``--config.method.num_examples`` (the number of images).
+  ImageNet-100 solo-learn reports 75.36% online / 75.40% offline linear top-1.
 
 imagenet — the reference's best run (scripts/deepclusterv2_800ep_pretrain.sh): ResNet-50,
   multi-crop 2x224 (scale 0.14-1) + 6x96 (0.05-0.14) with flip, colour distortion
   (0.8/0.8/0.8/0.2 p=0.8, grayscale 0.2) and blur p=0.5, projector 2048-128, 3 x 3000
   prototypes, temperature 0.1, batch 4096, LARS (lr 4.8 = 0.3 x 4096/256, eta 1e-3, weight
   decay 1e-6), 10 warmup epochs (from 0; the reference starts at 0.3), cosine to 4.8e-3,
-  800 epochs. Needs ``tfds build imagenet2012`` first.
-    python -m cl_jax.main --config=configs/deepclusterv2.py:imagenet --workdir=gs://.../dcv2
+  800 epochs.
+  The bank keys on example indices, which the streamed TFDS ImageNet does not have: train
+  on ImageNet's folders (one subfolder per class) instead:
+    python -m cl_jax.main --config=configs/deepclusterv2.py:imagenet --workdir=gs://.../dcv2 \
+      --config.data.source=folder --config.data.train_dir=/data/imagenet/train \
+      --config.data.eval_test_dir=/data/imagenet/val
   The reference README reports 75.2% top-1 linear evaluation.
 """
 
 from cl_jax import config_lib
-
-# Training-split sizes: the memory bank's rows.
-NUM_EXAMPLES = {"digits": 1438, "cifar10": 50000, "cifar100": 50000, "stl10": 100000,
-                "imagenet": 1281167, "folder": 0}
 
 
 def get_config(preset="digits"):
@@ -50,7 +49,7 @@ def get_config(preset="digits"):
     c.method.update(dict(name="deepclusterv2", proj_hidden_dims=(2048,), proj_dim=128,
                          num_prototypes=(3000, 3000, 3000), temperature=0.1, kmeans_iters=10,
                          crops_for_assign=(0, 1), kmeans_block_size=16384,
-                         num_examples=NUM_EXAMPLES.get(preset, 0)))
+                         num_examples=0))
     config_lib.set_data_preset(c, preset)
     if preset == "digits":
         c.method.update(proj_hidden_dims=(512,), proj_dim=64, num_prototypes=(30, 30, 30))
@@ -70,6 +69,7 @@ def get_config(preset="digits"):
                        trust_coefficient=0.02, clip_lr=True)
     elif preset in ("stl10", "folder"):
         size = 96 if preset == "stl10" else 224
+        c.data.cache_in_memory = True  # the bank keys on example indices: random access
         c.augment.view1, c.augment.view2 = config_lib.simclr_views(size)
         c.batch_size, c.num_epochs = 256, 400
         c.optim.update(base_lr=0.6, warmup_epochs=10, weight_decay=1e-6,

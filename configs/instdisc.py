@@ -2,11 +2,11 @@
 Learning via Non-Parametric Instance Discrimination", arXiv:1805.01978; reference code
 zhirongw/lemniscate.pytorch).
 
-One augmented view per image. ``method.num_examples`` must be the training split's size (the
-memory bank has one row per example); the presets set it, and a mismatch stops the first step
-with the right number. The data pipeline must give each example's index
-(``batch['index']``). ``method.num_noise=0`` is the exact non-parametric softmax over the
-bank, ``> 0`` NCE with that many noise samples; ``method.proximal`` the paper's proximal term.
+One augmented view per image. The memory bank has one row per training example
+(``method.num_examples``: 0 takes the training split's size) and is keyed on each example's
+index, which the data pipeline hands to the loss. ``method.num_noise=0`` is the exact
+non-parametric softmax over the bank, ``> 0`` NCE with that many noise samples;
+``method.proximal`` the paper's proximal term.
 
 The reference decays the learning rate in steps (x0.1 at epochs 120 and 160 of 200 on
 ImageNet; at 80, 120, 160 on CIFAR); the presets use the shared warmup-free cosine decay.
@@ -33,17 +33,17 @@ stl10, folder — the ImageNet recipe below with a ResNet-18 (96 px / 224 px), e
 imagenet — the paper's ImageNet setting (section 4, reference ``main.py``): ResNet-50, one
   view (random-resized crop 224 scale 0.2-1, grayscale 0.2, colour jitter 0.4 x 4, flip),
   NCE with m = 4096 noise samples, T = 0.07, bank momentum 0.5, SGD (momentum 0.9, lr 0.03,
-  batch 256, weight decay 1e-4), 200 epochs. Needs ``tfds build imagenet2012`` first.
-    python -m cl_jax.main --config=configs/instdisc.py:imagenet --workdir=gs://.../instdisc
+  batch 256, weight decay 1e-4), 200 epochs.
+  The bank keys on example indices, which the streamed TFDS ImageNet does not have: train
+  on ImageNet's folders (one subfolder per class) instead:
+    python -m cl_jax.main --config=configs/instdisc.py:imagenet --workdir=gs://.../instdisc \
+      --config.data.source=folder --config.data.train_dir=/data/imagenet/train \
+      --config.data.eval_test_dir=/data/imagenet/val
   The paper reports 54.0% top-1 for a linear classifier on conv5 features and 46.5% kNN
   top-1 on the 128-d features with ResNet-50.
 """
 
 from cl_jax import config_lib
-
-# Training-split sizes: the memory bank's rows.
-NUM_EXAMPLES = {"digits": 1438, "cifar10": 50000, "cifar100": 50000, "stl10": 100000,
-                "imagenet": 1281167, "folder": 0}
 
 
 def instdisc_view(size, **overrides):
@@ -57,7 +57,7 @@ def get_config(preset="digits"):
     c = config_lib.base_config()
     c.method.update(dict(name="instdisc", proj_dim=128, temperature=0.07, num_noise=0,
                          bank_momentum=0.5, proximal=0.0, block_size=0,
-                         num_examples=NUM_EXAMPLES.get(preset, 0)))
+                         num_examples=0))
     c.augment.num_global_views = 1
     config_lib.set_data_preset(c, preset)
     c.optim.update(name="sgd", base_lr=0.03, warmup_epochs=0, momentum=0.9)
@@ -74,6 +74,7 @@ def get_config(preset="digits"):
         c.optim.update(base_lr=0.06, weight_decay=5e-4)  # 0.03 at batch 128
     elif preset in ("stl10", "folder"):
         size = 96 if preset == "stl10" else 224
+        c.data.cache_in_memory = True  # the bank keys on example indices: random access
         c.augment.view1 = instdisc_view(size)
         c.batch_size, c.num_epochs = 256, 200
         c.optim.update(weight_decay=1e-4)

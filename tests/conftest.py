@@ -69,14 +69,18 @@ def tiny_config(method, preset="digits"):
 
 
 def random_batch(config, batch_size=16, seed=0, num_classes=10):
-    """A host batch of random views shaped as ``config`` asks (multi-crop included)."""
+    """A host batch of random views shaped as ``config`` asks (multi-crop included), random
+    labels and distinct example indices below ``config.method.num_examples``."""
     from cl_jax import data
 
     rng = np.random.RandomState(seed)
     views = tuple(
         rng.randn(batch_size, v.size, v.size, config.data.channels).astype(np.float32)
         for v in data.view_augments(config.augment))
-    return {"views": views, "label": rng.randint(0, num_classes, batch_size).astype(np.int32)}
+    labels = rng.randint(0, num_classes, batch_size).astype(np.int32)
+    rows = config.method.get("num_examples", 0) or 10 * batch_size
+    index = np.random.RandomState(1000 + seed).choice(rows, batch_size, replace=False)
+    return {"views": views, "label": labels, "index": index.astype(np.int32)}
 
 
 def train_steps(method, num_steps=2, preset="digits", config=None, **overrides):

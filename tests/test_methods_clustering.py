@@ -2,14 +2,9 @@
 
 Each method's extra state is checked against what the paper says it does, and each loss
 against a float64 NumPy recomputation from the network's outputs.
-
-DeepCluster-v2 and instance discrimination need every example's index (``batch['index']``).
-Until the loop passes it to methods that declare ``needs_index`` (see the ``indexed``
-fixture), the fixture adds indices to the random batches and hands them to the loss.
 """
 
 import copy
-import functools
 import math
 
 import conftest
@@ -19,35 +14,12 @@ import numpy as np
 import pytest
 from conftest import tiny_config, train_steps
 
-from cl_jax import state as state_lib
 from cl_jax import train
+from cl_jax.data import sources
 from cl_jax.errors import ConfigError
-from cl_jax.methods import base, deepclusterv2, dino
+from cl_jax.methods import deepclusterv2, dino
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def indexed(monkeypatch):
-    """Random batches carry distinct example indices, and the step passes them to the loss."""
-    if hasattr(base.Method, "needs_index"):
-        return  # the loop already does both
-    make_batch, loss_and_grads = conftest.random_batch, state_lib.loss_and_grads
-
-    def random_batch(config, batch_size=16, seed=0, num_classes=10):
-        batch = make_batch(config, batch_size, seed, num_classes)
-        n = config.method.get("num_examples", 0) or 10 * batch_size
-        batch["index"] = np.random.RandomState(1000 + seed).choice(n, batch_size, replace=False)
-        return batch
-
-    def with_index(method, state, batch, rng):
-        if getattr(method, "needs_index", False):
-            method = copy.copy(method)
-            method.loss = functools.partial(method.loss, index=batch["index"])
-        return loss_and_grads(method, state, batch, rng)
-
-    monkeypatch.setattr(conftest, "random_batch", random_batch)
-    monkeypatch.setattr(state_lib, "loss_and_grads", with_index)
 
 
 def run(method, num_steps=2, **method_overrides):
@@ -108,7 +80,7 @@ def sinkhorn(scores, epsilon, num_iters):
 def compiled_loss(method, state, batch):
     """``(params, extra, step, key) -> ((loss, aux), grads)`` on ``batch``, compiled once."""
     views = tuple(jnp.asarray(v) for v in batch["views"])
-    kwargs = {"index": jnp.asarray(batch["index"])} if "index" in batch else {}
+    kwargs = {"index": jnp.asarray(batch["index"])} if method.needs_index else {}
 
     def loss(params, extra, step, key):
         return method.loss(params, state.batch_stats, extra, views, None, key, step, **kwargs)
@@ -279,7 +251,7 @@ def test_spherical_kmeans_is_the_reference_loop():
     np.testing.assert_array_equal(assignments[35:], -1)
 
 
-def test_deepclusterv2_bank_and_clustering_at_epoch_starts(indexed):
+def test_deepclusterv2_bank_and_clustering_at_epoch_starts():
     exp, states, metrics, batches = run("deepclusterv2", 2, num_prototypes=(4, 3))
     c, method = exp.config.method, exp.method
     # Epoch 0 fills the bank: no assignments yet, loss 0; the batch's rows are written.
@@ -334,7 +306,7 @@ def test_deepclusterv2_bank_and_clustering_at_epoch_starts(indexed):
 # ---- instance discrimination -----------------------------------------------------------
 
 
-def test_instdisc_bank_update_and_softmax_loss(indexed):
+def test_instdisc_bank_update_and_softmax_loss():
     exp, states, metrics, batches = run("instdisc", 2)
     c, method = exp.config.method, exp.method
     for t in range(2):
@@ -355,7 +327,7 @@ def test_instdisc_bank_update_and_softmax_loss(indexed):
     np.testing.assert_allclose(np.linalg.norm(states[2].extra["bank"], axis=1), 1.0, atol=1e-5)
 
 
-def test_instdisc_nce_with_proximal_term(indexed):
+def test_instdisc_nce_with_proximal_term():
     exp, states, _, batches = run("instdisc", 1)
     state, batch, index = states[0], batches[0], batches[0]["index"]
     method = copy.copy(exp.method)
@@ -390,10 +362,18 @@ def test_instdisc_nce_with_proximal_term(indexed):
 def test_memory_bank_methods_need_indices_and_the_right_bank_size():
     config = tiny_config("instdisc")
     exp = train.create_experiment(config)
+    assert exp.config.method.num_examples == 1438  # 0 in the config: the split's size
     views = conftest.random_batch(config, config.batch_size)["views"]
-    args = ({}, {}, {}, views, None, jax.random.key(0), 0)
     with pytest.raises(ConfigError, match="index"):
-        exp.method.loss(*args)
-    exp.method.config.num_examples = 5000
+        exp.method.loss({}, {}, {}, views, None, jax.random.key(0), 0)
+    config = tiny_config("deepclusterv2")
+    config.method.num_examples = 5000
     with pytest.raises(ConfigError, match="num_examples=1438"):
-        exp.method.loss(*args, index=np.arange(config.batch_size))
+        train.create_experiment(config)
+
+
+def test_memory_bank_methods_refuse_a_streamed_split():
+    streamed = sources.Split("imagenet2012/train", 10, 0, stream=lambda *a: None,
+                             decode=lambda r: r)
+    with pytest.raises(ConfigError, match="random-access.*cache_in_memory=True"):
+        train.check_indexable(tiny_config("instdisc"), streamed)

@@ -54,6 +54,8 @@ def test_each_epoch_visits_every_example_once():
     for epoch in range(3):
         assert sorted(labels[10 * epoch:10 * (epoch + 1)]) == list(range(10))
     assert not np.array_equal(labels[:10], labels[10:20])  # a new permutation every epoch
+    # Each row carries its example's index (here equal to the label): memory banks key on it.
+    np.testing.assert_array_equal(np.concatenate([b["index"] for b in got]), labels)
 
 
 def test_resume_gives_the_same_batches(digits):
@@ -133,6 +135,8 @@ def test_tfds_source_on_mock_data(in_memory):
         kwargs = dict(global_batch=8, mean=(0.5,) * 3, std=(0.5,) * 3)
         first = batches(split, 4, views=views, **kwargs)
         assert first[0]["views"][0].shape == (8, 16, 16, 3)
+        index = np.concatenate([b["index"] for b in first[:3]])  # 24 rows: one epoch
+        assert sorted(index) == list(range(24)) if in_memory else np.all(index == -1)
         resumed = batches(split, 1, views=views, start_step=3, **kwargs)[0]
         np.testing.assert_array_equal(resumed["views"][0], first[3]["views"][0])
         ds, num_batches = eval_dataset(split, size=16, crop_fraction=1.0, global_batch=8,

@@ -138,7 +138,7 @@ def cli(workdir, *overrides):
 
 
 def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path):
-    total, every = 200, 10
+    total, every = 100, 10
     args = [*SMALL, f"--config.total_steps={total}", f"--config.checkpoint_every_steps={every}"]
     workdir = tmp_path / "killed"
     proc = subprocess.Popen(cli(workdir, *args), cwd=REPO, stdout=subprocess.DEVNULL,

@@ -58,12 +58,16 @@ def example_seed(seed, epoch, index):
     return tf.stack([seed * 2**20 + epoch, tf.cast(index, tf.int64)])
 
 
-def make_views(example, seed, views, mean, std):
-    """``{'views': (v1, v2, ...), 'label'}`` with each view normalised, float32."""
+def make_views(example, seed, views, mean, std, index=-1):
+    """``{'views': (v1, v2, ...), 'label', 'index'}`` with each view normalised, float32.
+
+    ``index`` is the example's row in a random-access split (memory banks key on it), -1 for
+    a streamed split.
+    """
     seeds = split_seed(seed, len(views))
     made = tuple(normalize(augment_view(example["image"], s, v), mean, std)
                  for s, v in zip(seeds, views, strict=True))
-    return {"views": made, "label": example["label"]}
+    return {"views": made, "label": example["label"], "index": tf.cast(index, tf.int32)}
 
 
 def rows_of_batch(step, global_batch, process_index, process_count):
@@ -118,7 +122,8 @@ def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
 
         def lookup(position):
             epoch, index = shuffled_index(seed, position, n)
-            return epoch, index, split.read(substitute(index)[0])
+            read = substitute(index)[0]
+            return epoch, index, dict(split.read(read), index=read)
 
         ds = tf.data.Dataset.counter(start_step).flat_map(
             lambda step: rows_of_batch(step, global_batch, process_index, process_count))
@@ -136,7 +141,8 @@ def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
         ds = ds.map(lambda e, i, record: (e, i, split.decode(record)),
                     num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda epoch, index, example: make_views(
-        example, example_seed(seed, epoch, index), views, mean, std),
+        example, example_seed(seed, epoch, index), views, mean, std,
+        example.get("index", -1)),
         num_parallel_calls=AUTOTUNE)
     return ds.batch(local, drop_remainder=True).prefetch(AUTOTUNE)
 

@@ -7,7 +7,8 @@ A method is one small subclass of ``Method``:
 - ``init_extra(params, batch_stats, rng)``: extra state kept in the train state (an EMA
   target network, a queue, prototypes, centers, ...). Default: none.
 - ``loss(params, batch_stats, extra, views, labels, rng, step)``: the objective on a tuple of
-  augmented views, returning ``(loss, LossAux)``.
+  augmented views, returning ``(loss, LossAux)``. A method with ``needs_index`` also gets
+  ``index=``, each example's row in the training set (for memory banks).
 - ``update_extra(extra, params, aux, step)``: runs inside the jitted step after the optimizer
   update (EMA with ``optax.incremental_update``, queue push, ...). Default: unchanged.
 """
@@ -113,6 +114,10 @@ class Method:
     min_views = 2
     #: Whether the loss uses multi-crop's local views (``augment.num_local_views``).
     uses_local_views = False
+    #: Whether the loss takes ``index=``, the examples' rows in the training set (a memory
+    #: bank per example); the loop then needs a random-access split and sets
+    #: ``method.num_examples`` to its size.
+    needs_index = False
 
     def __init__(self, config, encoder, num_classes=0, total_steps=1, steps_per_epoch=1.0):
         self.config = config

@@ -110,7 +110,7 @@ class DeepClusterV2(Method):
 
     def loss(self, params, batch_stats, extra, views, labels, rng, step, index=None):
         c = self.config
-        index = checked_index(self, index, views[0].shape[0])
+        index = checked_index(self, index)
         new_epoch = (step > 0) & (self.epoch_of(step) > self.epoch_of(step - 1))
         centroids, assignments = jax.lax.cond(
             new_epoch, lambda: self.cluster(extra["bank"], rng),

@@ -24,8 +24,9 @@ reference's ``LinearAverage`` / ``NCEAverage`` (zhirongw/lemniscate.pytorch) do 
 The paper's initial bank is random unit vectors (the code draws uniform vectors of about unit
 norm).
 
-The bank needs each example's index in the training set, ``batch['index']``, passed to the
-loss as ``index``, and ``method.num_examples``, the training set's size.
+The bank needs each example's index in the training set (the loop passes ``batch['index']``
+to the loss as ``index``) and ``method.num_examples``, the training set's size (the loop sets
+it when it is 0).
 """
 
 import jax
@@ -38,23 +39,13 @@ from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
 from cl_jax.models import MLP
 
 
-def checked_index(method, index, batch_size):
-    """``index`` as int32, after checking that there is one and that the bank fits the data.
-
-    ``method.steps_per_epoch`` is the training set's size over the batch size, so a
-    ``method.config.num_examples`` that is not the training set's size is caught here.
-    """
+def checked_index(method, index):
+    """``index`` as int32, or a clear error if the caller did not pass one."""
     if index is None:
         raise ConfigError(
             f"{method.name} keeps a memory bank row per training example and needs each "
             "example's index in the training set: batch['index'], passed to the method's loss "
             "as index=.")
-    num_examples = method.config.num_examples
-    implied = method.steps_per_epoch * batch_size
-    if method.steps_per_epoch > 1 and abs(implied - num_examples) > 0.5:
-        raise ConfigError(
-            f"method.num_examples is {num_examples}, but the training split has "
-            f"{round(implied)} examples; set --config.method.num_examples={round(implied)}.")
     return jnp.asarray(index, jnp.int32)
 
 
@@ -88,7 +79,7 @@ class InstDisc(Method):
 
     def loss(self, params, batch_stats, extra, views, labels, rng, step, index=None):
         c = self.config
-        index = checked_index(self, index, views[0].shape[0])
+        index = checked_index(self, index)
         outputs, batch_stats = self.forward(params, batch_stats, views[:1])
         f = l2_normalize(outputs[0]["projection"])
         bank = extra["bank"]
