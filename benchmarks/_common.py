@@ -57,13 +57,22 @@ def parse_sizes(spec, default_batch=None):
     return sizes
 
 
-def load_config(method, model, batch):
-    """The method's config file at the preset for ``model``, with ``batch`` and ``model``."""
+def load_config(method, model, batch, dtype="float32"):
+    """The method's config file at the preset for ``model``, with ``batch``, ``model`` and
+    the encoder's compute ``dtype``."""
     config = config_lib.load_config_file(
         os.path.join(REPO, "configs", f"{method}.py:{PRESET_OF[model]}"))
     config.batch_size = batch
     config.model.encoder = model
+    config.model.dtype = dtype
     return config
+
+
+def resolve_dtype(name):
+    """``auto``: bfloat16 on accelerators (mixed precision), float32 on CPUs."""
+    if name == "auto":
+        return "float32" if jax.devices()[0].platform == "cpu" else "bfloat16"
+    return name
 
 
 def channels_of(model):
@@ -109,9 +118,9 @@ class JaxStep:
         jax.block_until_ready(self.metrics)
 
 
-def setup_jax_step(method, model, size, batch, mesh, views=None):
+def setup_jax_step(method, model, size, batch, mesh, views=None, dtype="float32"):
     """Builds, initialises and compiles the cl_jax train step of ``method`` on ``model@size``."""
-    config = load_config(method, model, batch)
+    config = load_config(method, model, batch, dtype)
     method_obj, schedule, tx = create_method_and_optimizer(
         config, 0, total_steps=TOTAL_STEPS, steps_per_epoch=STEPS_PER_EPOCH)
     replicated = parallel.replicated(mesh)

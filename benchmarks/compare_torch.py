@@ -75,6 +75,7 @@ from _common import (  # noqa: E402
     mfu,
     parse_sizes,
     peak_tflops,
+    resolve_dtype,
     setup_jax_step,
     synthetic_views,
     time_steps,
@@ -362,7 +363,8 @@ def summary(times, batch):
 
 def compare(method, model, size, batch, args, mesh, torch_device, precisions, peak):
     views = synthetic_views(batch, size, channels_of(model))
-    jax_step = setup_jax_step(method, model, size, batch, mesh, views)
+    jax_step = setup_jax_step(method, model, size, batch, mesh, views,
+                              dtype=resolve_dtype(args.dtype))
     lrs = np.asarray(jax_step.schedule(np.arange(TOTAL_STEPS)))
     taus = (np.asarray(cosine_ema_decay(np.arange(TOTAL_STEPS), TOTAL_STEPS,
                                         jax_step.config.method.tau_base))
@@ -383,7 +385,8 @@ def compare(method, model, size, batch, args, mesh, torch_device, precisions, pe
             times += time_steps(run, run.sync, args.steps)
     jax_row = summary(jax_times, batch)
     step_s = jax_row["step_ms"] / 1000
-    jax_row.update(compile_s=jax_step.compile_s, flops_per_step=jax_step.flops_per_step,
+    jax_row.update(dtype=jax_step.config.model.dtype, compile_s=jax_step.compile_s,
+                   flops_per_step=jax_step.flops_per_step,
                    tflops_per_s=jax_step.flops_per_step / step_s / 1e12,
                    mfu=mfu(jax_step.flops_per_step, step_s, peak), params=jax_step.num_params,
                    loss=float(jax_step.metrics["loss"]))
@@ -417,7 +420,8 @@ def fmt(value, spec, missing="n/a"):
 def print_row(r):
     j = r["jax"]
     name = f"{r['method']:6s} {r['model']}@{r['image_size']} b{r['batch']}"
-    print(f"{name:24s} {'cl_jax':16s} {j['images_per_s']:9.1f} img/s  {j['step_ms']:9.1f} ms"
+    label = "cl_jax " + j["dtype"]
+    print(f"{name:24s} {label:16s} {j['images_per_s']:9.1f} img/s  {j['step_ms']:9.1f} ms"
           f"  {j['tflops_per_s']:7.3f} TFLOP/s  MFU {fmt(j['mfu'], '.1%')}"
           f"  params {j['params']:,}  loss {j['loss']:.3f}", flush=True)
     for t in r["torch"] or []:
@@ -430,8 +434,8 @@ def print_row(r):
 def print_table(report):
     precisions = sorted({t["precision"] + ("+compile" if t["compile"] else "")
                          for r in report["results"] for t in r["torch"] or []})
-    head = "| method | model@res | batch | cl_jax img/s | cl_jax MFU |"
-    rule = "|---|---|---:|---:|---:|"
+    head = "| method | model@res | batch | cl_jax dtype | cl_jax img/s | cl_jax MFU |"
+    rule = "|---|---|---:|---|---:|---:|"
     for p in precisions:
         head += f" torch {p} img/s | cl_jax / torch {p} |"
         rule += "---:|---:|"
@@ -439,7 +443,8 @@ def print_table(report):
     print(rule)
     for r in report["results"]:
         line = (f"| {r['method']} | {r['model']}@{r['image_size']} | {r['batch']} | "
-                f"{r['jax']['images_per_s']:.1f} | {fmt(r['jax']['mfu'], '.1%')} |")
+                f"{r['jax']['dtype']} | {r['jax']['images_per_s']:.1f} | "
+                f"{fmt(r['jax']['mfu'], '.1%')} |")
         by_precision = {t["precision"] + ("+compile" if t["compile"] else ""): t
                         for t in r["torch"] or []}
         for p in precisions:
@@ -465,6 +470,9 @@ def main(argv=None):
                         help="comma-separated fp32, bf16, fp16; auto: fp32,bf16 on a GPU, "
                         "fp32 on a CPU")
     parser.add_argument("--torch_device", default="auto", help="auto: cuda if available")
+    parser.add_argument("--dtype", default="auto",
+                        help="cl_jax's encoder compute dtype: float32, bfloat16, or auto "
+                        "(bfloat16 on accelerators, float32 on CPUs)")
     parser.add_argument("--peak_tflops", type=float, default=None,
                         help="peak TFLOP/s of one device for the MFU (default: the table)")
     parser.add_argument("--tiny", action="store_true",

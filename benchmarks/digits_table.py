@@ -4,8 +4,10 @@ For each method, runs exactly the README command (``python -m cl_jax.main
 --config=configs/<method>.py --workdir=...``) in a fresh process, timing it end to end
 (compilation, training and evaluation), reads the run's ``eval.json``, and adds one row with
 the random-init baseline (``--config.total_steps=0``, the same for every method whose default
-preset uses the same encoder). Prints a markdown table, writes JSON, and with ``--readme``
-replaces the table between the ``<!-- digits-table -->`` markers of README.md.
+preset uses the same encoder). The rows are merged into ``benchmarks/digits_table.json``
+(a method run again replaces its row, the others stay, each with its date), the whole table
+is printed, and with ``--readme`` it replaces the table between the
+``<!-- digits-table -->`` markers of README.md.
 
     python benchmarks/digits_table.py                      # all methods
     python benchmarks/digits_table.py --methods=byol,simclr --readme
@@ -43,17 +45,35 @@ def run(method, workdir, overrides=()):
         return json.load(f), seconds
 
 
-def row(name, results, seconds, steps):
-    accuracies = [f"{results[k]:.3f}" for k in KEYS[:2]]
-    fewshot = f"{results['fewshot_top1']:.3f} ± {results.get('fewshot_top1_std', 0.0):.3f}"
-    return f"| {name} | {' | '.join(accuracies)} | {fewshot} | {steps} | {seconds:.0f} s |"
+def row(record):
+    accuracies = [f"{record[k]:.3f}" for k in KEYS[:2]]
+    fewshot = f"{record['fewshot_top1']:.3f} ± {record.get('fewshot_top1_std', 0.0):.3f}"
+    seconds = f"{record['seconds']:.0f} s" if record.get("seconds") else "—"
+    name = record["method"]
+    if name == "random init":
+        name = "random init (same encoder, 0 steps)"
+    return (f"| {name} | {' | '.join(accuracies)} | {fewshot} | {record['step']} | {seconds} "
+            f"| {record['date']} |")
 
 
-def table(rows):
+def table(records):
     header = ("| method (digits preset) | kNN top-1 | linear top-1 | few-label linear top-1 "
-              "(3/class, 5 draws) | steps | time, 2-core CPU |\n"
-              "|---|---|---|---|---|---|")
-    return "\n".join([header, *rows])
+              "(3/class, 5 draws) | steps | time, 2-core CPU | measured |\n"
+              "|---|---|---|---|---|---|---|")
+    return "\n".join([header, *(row(r) for r in records)])
+
+
+def merge(path, new_records):
+    """The records in ``path`` with ``new_records`` replacing those of the same method."""
+    old = []
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)["rows"]
+    by_method = {r["method"]: r for r in old}
+    by_method.update({r["method"]: r for r in new_records})
+    order = ["random init", *available_methods()]
+    return sorted(by_method.values(),
+                  key=lambda r: order.index(r["method"]) if r["method"] in order else 99)
 
 
 def update_readme(text_table):
@@ -80,23 +100,23 @@ def main():
     args = parser.parse_args()
 
     overrides = args.overrides.split()
-    records, rows = [], []
-    baseline, seconds = run("byol", os.path.join(args.workdir, "init"),
-                            ["--config.total_steps=0", *overrides])
-    records.append({"method": "random init", **baseline, "seconds": seconds})
-    rows.append(row("random init (same encoder, 0 steps)", baseline, seconds, 0))
-    for method in args.methods.split(","):
-        workdir = os.path.join(args.workdir, method)
-        results, seconds = run(method, workdir, overrides)
-        records.append({"method": method, **results, "seconds": seconds})
-        rows.append(row(method, results, seconds, results["step"]))
-        print(rows[-1], flush=True)
+    date, machine = time.strftime("%Y-%m-%d"), f"{platform.platform()}, {os.cpu_count()} CPUs"
+    records = []
+    for method in ["random init", *args.methods.split(",")]:
+        if method == "random init":
+            results, seconds = run("byol", os.path.join(args.workdir, "init"),
+                                   ["--config.total_steps=0", *overrides])
+        else:
+            results, seconds = run(method, os.path.join(args.workdir, method), overrides)
+        records.append({"method": method, **results, "seconds": seconds, "date": date,
+                        "machine": machine, "overrides": " ".join(overrides)})
+        print(row(records[-1]), flush=True)
 
-    text = table(rows)
+    records = merge(args.json, records)
+    text = table(records)
     print(text)
     with open(args.json, "w") as f:
-        json.dump({"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
-                   "cpus": os.cpu_count(), "rows": records}, f, indent=1)
+        json.dump({"rows": records}, f, indent=1)
     if args.readme:
         update_readme(text)
 

@@ -82,7 +82,11 @@ def base_config():
         zero_init_residual=False,
         # ViT only (cl_jax.models.vit): patch size, heads (0: the size's default), position
         # embedding "learn" / "sincos2d", MoCo v3's frozen random patch projection.
-        patch_size=16, num_heads=0, posemb="learn", frozen_patch_embedding=False))
+        patch_size=16, num_heads=0, posemb="learn", frozen_patch_embedding=False,
+        # Compute dtype of the encoder: "bfloat16" for mixed precision (parameters, optimiser
+        # state, heads and losses stay float32); remat recomputes block activations in the
+        # backward pass (ResNet, ViT) to save memory.
+        dtype="float32", remat=False))
 
     c.method = ml_collections.ConfigDict(dict(name=""))
 

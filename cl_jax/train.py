@@ -69,6 +69,7 @@ def validate(config):
     if config.total_steps < 0 and config.num_epochs <= 0:
         raise ConfigError("Set --config.num_epochs > 0 or --config.total_steps >= 0.")
     for name, value, allowed in (("nonfinite", config.nonfinite, ("stop", "skip")),
+                                 ("model.dtype", config.model.dtype, ("float32", "bfloat16")),
                                  ("data.bad_images", config.data.bad_images, ("skip", "fail"))):
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got "

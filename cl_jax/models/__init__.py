@@ -15,25 +15,27 @@ ENCODERS = ("convnet", "resnet18", "resnet34", "resnet50", "resnet101", *VIT_SIZ
 
 def create_encoder(name, *, stem="imagenet", widths=(32, 64, 128), width_multiplier=1,
                    zero_init_residual=False, dtype=jnp.float32, patch_size=16, num_heads=0,
-                   posemb="learn", frozen_patch_embedding=False):
+                   posemb="learn", frozen_patch_embedding=False, remat=False):
     """A backbone by name: ``convnet``, ``resnet{18,34,50,101}`` or ``vit_{tiny,small,base}``.
 
     ``stem``, ``width_multiplier`` and ``zero_init_residual`` are ResNet options, ``widths``
     the ConvNet's; ``patch_size``, ``num_heads`` (0: the size's default), ``posemb``
     (``learn`` / ``sincos2d``) and ``frozen_patch_embedding`` are ViT options (see
-    ``cl_jax.models.vit``).
+    ``cl_jax.models.vit``). ``dtype`` is the compute dtype (parameters stay float32;
+    features come out float32); ``remat`` recomputes ResNet / ViT block activations in the
+    backward pass instead of keeping them (less memory, about a third more compute).
     """
     if name == "convnet":
         return ConvNet(widths=tuple(widths), dtype=dtype)
     if name.startswith("resnet") and name[len("resnet"):].isdigit():
         depth = int(name[len("resnet"):])
         return ResNet(depth=depth, stem=stem, width_multiplier=width_multiplier,
-                      zero_init_residual=zero_init_residual, dtype=dtype)
+                      zero_init_residual=zero_init_residual, dtype=dtype, remat=remat)
     if name in VIT_SIZES:
         width, depth, heads = VIT_SIZES[name]
         return ViT(width=width, depth=depth, num_heads=num_heads or heads,
                    patch_size=patch_size, posemb=posemb,
-                   frozen_patch_embedding=frozen_patch_embedding, dtype=dtype)
+                   frozen_patch_embedding=frozen_patch_embedding, dtype=dtype, remat=remat)
     raise ValueError(f"Unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
 
 

@@ -74,6 +74,7 @@ class ResNet(nn.Module):
     zero_init_residual: bool = False
     dtype: jnp.dtype = jnp.float32
     stage_sizes: Sequence[int] | None = None
+    remat: bool = False  # recompute each block's activations in the backward pass
 
     @nn.compact
     def __call__(self, x, train: bool = True):
@@ -82,6 +83,9 @@ class ResNet(nn.Module):
         if self.stem not in ("imagenet", "cifar"):
             raise ValueError(f"ResNet stem must be 'imagenet' or 'cifar', got {self.stem!r}")
         block = BasicBlock if self.depth < 50 else BottleneckBlock
+        block_name = block.__name__  # remat or not, the same parameter names
+        if self.remat:
+            block = nn.remat(block, static_argnums=(2,))  # (self, x, train): train is static
         width = 64 * self.width_multiplier
         x = x.astype(self.dtype)
         if self.stem == "imagenet":
@@ -92,8 +96,11 @@ class ResNet(nn.Module):
         x = nn.relu(x)
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        count = 0
         for stage, num_blocks in enumerate(self.stage_sizes or STAGE_SIZES[self.depth]):
             for i in range(num_blocks):
                 strides = 2 if stage > 0 and i == 0 else 1
-                x = block(width * 2**stage, strides, self.zero_init_residual, self.dtype)(x, train)
+                x = block(width * 2**stage, strides, self.zero_init_residual, self.dtype,
+                          name=f"{block_name}_{count}")(x, train)
+                count += 1
         return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)

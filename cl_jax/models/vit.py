@@ -105,6 +105,7 @@ class ViT(nn.Module):
     frozen_patch_embedding: bool = False
     patch_seed: int = 0
     dtype: jnp.dtype = jnp.float32
+    remat: bool = False  # recompute each block's activations in the backward pass
 
     @nn.compact
     def __call__(self, x, train: bool = True):
@@ -141,8 +142,9 @@ class ViT(nn.Module):
             table = sincos_2d_position_embedding(grid_h, grid_w, self.width)
             pos = jnp.concatenate([jnp.zeros((1, self.width)), table])
         x = x + pos.astype(self.dtype)[None]
+        block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
         for i in range(self.depth):
-            x = EncoderBlock(self.num_heads, self.mlp_ratio, self.dtype, name=f"block_{i}")(x)
+            x = block(self.num_heads, self.mlp_ratio, self.dtype, name=f"block_{i}")(x)
         x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
         return x[:, 0].astype(jnp.float32)
 

@@ -1,0 +1,95 @@
+"""bfloat16 compute, rematerialisation, and a train step that compiles once per run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_config, train_steps
+
+from cl_jax import parallel, train
+from cl_jax.errors import ConfigError
+from cl_jax.models import ResNet
+
+
+def float_dtypes(tree):
+    return {x.dtype for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)}
+
+
+def test_bfloat16_compute_keeps_float32_state_and_a_close_loss():
+    _, f32_states, f32_metrics = train_steps("simclr", 1)
+    config = tiny_config("simclr")
+    config.model.dtype = "bfloat16"
+    exp, states, metrics = train_steps("simclr", 1, config=config)
+    state = states[-1]
+    assert exp.method.network.encoder.dtype == jnp.bfloat16
+    for tree in (state.params, state.opt_state, state.batch_stats):
+        assert float_dtypes(tree) == {np.dtype(np.float32)}
+    # Same initial parameters, same batch: the bf16 loss is the f32 one to bf16 precision.
+    for a, b in zip(jax.tree.leaves(f32_states[0].params), jax.tree.leaves(states[0].params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(metrics[0]["loss"]) == pytest.approx(float(f32_metrics[0]["loss"]), rel=2e-2)
+    assert np.isfinite(float(metrics[0]["grad_norm"]))
+
+
+def test_bad_dtype_is_a_config_error():
+    config = tiny_config("byol")
+    config.model.dtype = "float16"
+    with pytest.raises(ConfigError, match="model.dtype must be one of 'float32', 'bfloat16'"):
+        train.create_experiment(config)
+
+
+def test_remat_gives_the_same_loss_and_gradients():
+    x = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
+
+    def loss_and_grads(remat):
+        model = ResNet(depth=18, stem="cifar", stage_sizes=(1, 1), remat=remat)
+        variables = model.init(jax.random.key(1), x)
+
+        def loss(params):
+            out, _ = model.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+            return jnp.sum(out ** 2)
+
+        return jax.jit(jax.value_and_grad(loss))(variables["params"])
+
+    (plain, plain_grads), (remat, remat_grads) = loss_and_grads(False), loss_and_grads(True)
+    assert jax.tree.structure(plain_grads) == jax.tree.structure(remat_grads)  # same names
+    np.testing.assert_allclose(remat, plain, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(remat_grads), jax.tree.leaves(plain_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_loop_compiles_its_step_once(monkeypatch, tmp_path):
+    """Nothing is traced or compiled between the train loop's first step and its last.
+
+    (Orbax's first save compiles its array copies; the only save here is after the steps.)
+    """
+    events = []
+
+    def listen(event, *_, **__):
+        if "/jax/core/compile" in event:
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    counts = []  # compile events seen before each call of the step
+    original = parallel.compile_together
+
+    def counting(jitted, *args):
+        compiled = original(jitted, *args)
+
+        def step(*a):
+            counts.append(len(events))
+            return compiled(*a)
+
+        return step
+
+    monkeypatch.setattr(parallel, "compile_together", counting)
+    config = tiny_config("byol")
+    config.update(total_steps=5, log_every_steps=2, checkpoint_every_steps=100)
+    config.eval.update(linear_steps=10, fewshot_draws=1)
+    try:
+        train.train_and_evaluate(config, str(tmp_path))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert len(counts) == 5 and counts[0] > 0
+    assert counts == [counts[0]] * 5, "something compiled during training"
