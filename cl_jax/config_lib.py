@@ -93,7 +93,10 @@ def base_config():
     c.optim = ml_collections.ConfigDict(dict(
         name="lars", base_lr=0.3, lr_scaling="linear", warmup_epochs=10.0, warmup_steps=-1,
         end_lr_factor=0.0, weight_decay=1e-6, momentum=0.9, nesterov=False,
-        trust_coefficient=0.001, clip_lr=False, b1=0.9, b2=0.999))
+        trust_coefficient=0.001, clip_lr=False, b1=0.9, b2=0.999,
+        # Modules kept at the peak lr (SimSiam's predictor), and the lr factor of biases and
+        # BatchNorm parameters (Barlow Twins): see cl_jax.optim.
+        constant_lr_modules=(), bias_lr_factor=1.0))
 
     c.eval = ml_collections.ConfigDict(dict(
         image_size=8, crop_fraction=1.0, batch_size=256, max_train_examples=-1,

@@ -10,6 +10,12 @@
   et al. 2017, the BYOL and SimCLR ImageNet recipes), ``sqrt`` (``base_lr * sqrt(batch)``,
   SimCLR appendix B.1) or ``none``.
 - Schedule: linear warmup from 0 to the peak, then cosine decay to ``end_lr_factor * peak``.
+- ``constant_lr_modules``: top-level modules (e.g. ``("predictor",)``) trained at the peak
+  rate throughout, no warmup or decay: SimSiam's ``--fix-pred-lr`` (Chen & He 2021, section
+  4.1; solo-learn's ``static_lr``).
+- ``bias_lr_factor``: biases and BatchNorm parameters get ``factor x`` the rate: Barlow
+  Twins trains them at 0.0048 x batch/256 beside 0.2 x batch/256 for the weights (Zbontar et
+  al. 2021, section 4).
 """
 
 import math
@@ -90,7 +96,7 @@ def lars(learning_rate, weight_decay, momentum=0.9, trust_coefficient=0.001, cli
     )
 
 
-def create_optimizer(config, schedule):
+def base_optimizer(config, schedule):
     """The optimiser named ``config.name`` with learning rate ``schedule``."""
     name, wd = config.name, config.weight_decay
     if name == "lars":
@@ -101,6 +107,28 @@ def create_optimizer(config, schedule):
     if name == "adamw":
         return optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=wd, mask=is_matrix)
     raise ValueError(f"optim.name must be 'lars', 'sgd' or 'adamw', got {name!r}")
+
+
+def create_optimizer(config, schedule, peak_lr=None):
+    """``config.name`` with learning rate ``schedule``; ``constant_lr_modules`` at ``peak_lr``
+    and ``bias_lr_factor`` as in the module docstring."""
+    tx = base_optimizer(config, schedule)
+    constant = tuple(config.get("constant_lr_modules", ()))
+    if constant:
+
+        def labels(params):
+            if not set(constant) <= set(params):
+                raise ValueError(f"optim.constant_lr_modules names {sorted(constant)}, but the "
+                                 f"network's modules are {sorted(params)}.")
+            return {k: "constant" if k in constant else "scheduled" for k in params}
+
+        tx = optax.multi_transform(
+            {"scheduled": tx, "constant": base_optimizer(config, peak_lr)}, labels)
+    factor = config.get("bias_lr_factor", 1.0)
+    if factor != 1.0:
+        is_vector = lambda params: jax.tree.map(lambda p: p.ndim <= 1, params)
+        tx = optax.chain(tx, optax.masked(optax.scale(factor), is_vector))
+    return tx
 
 
 def learning_rate_schedule(config, batch_size, total_steps, steps_per_epoch):

@@ -50,7 +50,9 @@ def create_method_and_optimizer(config, num_classes, total_steps, steps_per_epoc
                                    steps_per_epoch)
     schedule = optim.learning_rate_schedule(config.optim, config.batch_size, total_steps,
                                             steps_per_epoch)
-    tx = optim.create_optimizer(config.optim, schedule)
+    peak_lr = optim.scaled_learning_rate(config.optim.base_lr, config.batch_size,
+                                         config.optim.lr_scaling)
+    tx = optim.create_optimizer(config.optim, schedule, peak_lr)
     if num_classes:
         tx = optim.with_online_probe(tx, config.probe_lr, total_steps)
     return method, schedule, tx

@@ -28,8 +28,8 @@ imagenet — the paper (implementation details): ResNet-50 (last BatchNorm of ea
   8192-8192-8192, lambda 0.0051, BYOL's views (crop 224, blur 1.0 / 0.1, solarize 0.0 / 0.2).
     python -m cl_jax.main --config=configs/barlow_twins.py:imagenet --workdir=gs://.../bt
   The paper reports 73.2% top-1 (linear evaluation); 71.4% after 300 epochs (ablations).
-  The paper trains biases and BatchNorm parameters with their own lr, 0.0048 x batch/256;
-  this optimiser gives every parameter the same schedule.
+  Biases and BatchNorm parameters train at 0.0048 x batch/256, 0.024 x the weights' rate
+  (``optim.bias_lr_factor``), as in the paper and facebookresearch/barlowtwins.
 
 folder — an image folder with solo-learn's ImageNet-100 recipe (scripts/pretrain/
   imagenet-100/barlow.yaml): ResNet-18, 224 px, batch 256, LARS lr 0.3 x batch/256, eta 0.02
@@ -71,5 +71,5 @@ def get_config(preset="digits"):
         c.augment.view1, c.augment.view2 = config_lib.byol_views(224)
         c.batch_size, c.num_epochs = 2048, 1000
         c.optim.update(base_lr=0.2, warmup_epochs=10, weight_decay=1.5e-6,
-                       trust_coefficient=1e-3, end_lr_factor=1e-3)
+                       trust_coefficient=1e-3, end_lr_factor=1e-3, bias_lr_factor=0.0048 / 0.2)
     return c

@@ -94,3 +94,32 @@ def test_online_probe_has_its_own_optimizer():
 
 def jax_tree_ones(tree):
     return {k: {n: jnp.ones_like(v) for n, v in d.items()} for k, d in tree.items()}
+
+
+def test_constant_lr_modules_stay_at_the_peak():
+    """SimSiam's fixed predictor lr: plain SGD, so an update is -lr * grad."""
+    config = optim_config(name="sgd", weight_decay=0.0, constant_lr_modules=("predictor",))
+    schedule = lambda count: 0.5 / (1.0 + count)  # decays from the peak 0.5
+    tx = optim.create_optimizer(config, schedule, peak_lr=0.5)
+    params = {"encoder": {"kernel": jnp.ones((2, 2))}, "predictor": {"kernel": jnp.ones((2, 2))}}
+    state = tx.init(params)
+    for step in range(3):
+        updates, state = tx.update(jax_tree_ones(params), state, params)
+        np.testing.assert_allclose(updates["encoder"]["kernel"], -0.5 / (1 + step), rtol=1e-6)
+        np.testing.assert_allclose(updates["predictor"]["kernel"], -0.5, rtol=1e-6)
+    with pytest.raises(ValueError, match="constant_lr_modules names \\['predictor'\\]"):
+        tx.init({"encoder": {"kernel": jnp.ones((2, 2))}})
+
+
+def test_bias_lr_factor_scales_biases_and_norms_only():
+    """Barlow Twins' bias / BatchNorm rate; LARS leaves those out of decay and trust ratio."""
+    plain = optim.create_optimizer(optim_config(momentum=0.9), 0.1)
+    scaled = optim.create_optimizer(optim_config(momentum=0.9, bias_lr_factor=0.024), 0.1)
+    rng = np.random.RandomState(0)
+    params = {"kernel": jnp.asarray(rng.randn(3, 2)), "bias": jnp.asarray(rng.randn(2)),
+              "scale": jnp.asarray(rng.randn(2))}
+    grads = {k: jnp.asarray(rng.randn(*v.shape)) for k, v in params.items()}
+    (want, _), (got, _) = (tx.update(grads, tx.init(params), params) for tx in (plain, scaled))
+    np.testing.assert_allclose(got["kernel"], want["kernel"], rtol=1e-6)
+    for name in ("bias", "scale"):
+        np.testing.assert_allclose(got[name], 0.024 * want[name], rtol=1e-6)
