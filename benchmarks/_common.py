@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from cl_jax import config_lib, parallel  # noqa: E402
+from cl_jax import config_lib, device_augment, parallel  # noqa: E402
 from cl_jax.state import create_method_and_optimizer, init_train_state, make_train_step  # noqa: E402
 
 PRESET_OF = {"resnet18": "cifar10", "resnet50": "imagenet", "convnet": "digits"}
@@ -118,9 +118,12 @@ class JaxStep:
         jax.block_until_ready(self.metrics)
 
 
-def setup_jax_step(method, model, size, batch, mesh, views=None, dtype="float32"):
-    """Builds, initialises and compiles the cl_jax train step of ``method`` on ``model@size``."""
+def setup_jax_step(method, model, size, batch, mesh, views=None, dtype="float32",
+                   colour_on_device=False):
+    """Builds, initialises and compiles the cl_jax train step of ``method`` on ``model@size``
+    (with the colour augmentation inside the step if ``colour_on_device``)."""
     config = load_config(method, model, batch, dtype)
+    config.augment.colour_on_device = colour_on_device
     method_obj, schedule, tx = create_method_and_optimizer(
         config, 0, total_steps=TOTAL_STEPS, steps_per_epoch=STEPS_PER_EPOCH)
     replicated = parallel.replicated(mesh)
@@ -130,7 +133,8 @@ def setup_jax_step(method, model, size, batch, mesh, views=None, dtype="float32"
     views = synthetic_views(batch, size, channels_of(model)) if views is None else views
     host = {"views": views, "label": np.zeros((batch,), np.int32)}
     batch_arrays = parallel.to_global(host, mesh)
-    step = jax.jit(make_train_step(method_obj, tx, schedule, 0),
+    step = jax.jit(make_train_step(method_obj, tx, schedule, 0,
+                                   augment=device_augment.from_config(config)),
                    in_shardings=(replicated, parallel.batch_sharding(mesh)),
                    out_shardings=(replicated, replicated), donate_argnums=0)
     start = time.perf_counter()

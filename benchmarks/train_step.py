@@ -7,8 +7,9 @@
 For each (method, backbone@resolution) it builds the method and optimiser from the method's
 config file (preset ``cifar10`` for ``resnet18@32``, ``imagenet`` for ``resnet50@224``), jits
 the real train step with the state donated (``_common.setup_jax_step``), runs ``--warmup``
-steps, then times ``--steps`` steps. Prints a table (images/s, TFLOP/s and MFU from XLA's cost
-analysis and the device's peak) and writes JSON.
+steps, then times ``--steps`` steps (``--colour_on_device``: with the colour augmentation
+inside the step, as ``augment.colour_on_device``). Prints a table (images/s, TFLOP/s and MFU
+from XLA's cost analysis and the device's peak) and writes JSON.
 """
 
 import argparse
@@ -36,12 +37,14 @@ from _common import (  # noqa: E402
 from cl_jax import parallel  # noqa: E402
 
 
-def benchmark(method, model, size, batch, steps, warmup, mesh, dtype, peak):
-    step = setup_jax_step(method, model, size, batch, mesh, dtype=dtype)
+def benchmark(method, model, size, batch, steps, warmup, mesh, dtype, peak, colour_on_device):
+    step = setup_jax_step(method, model, size, batch, mesh, dtype=dtype,
+                          colour_on_device=colour_on_device)
     time_steps(step, step.sync, warmup)
     step_s = float(np.median(time_steps(step, step.sync, steps)))
     return {"method": method, "model": model, "image_size": size, "batch": batch,
-            "dtype": dtype, "step_ms": 1000 * step_s, "images_per_s": batch / step_s,
+            "dtype": dtype, "colour_on_device": colour_on_device, "step_ms": 1000 * step_s,
+            "images_per_s": batch / step_s,
             "compile_s": step.compile_s, "flops_per_step": step.flops_per_step,
             "tflops_per_s": step.flops_per_step / step_s / 1e12,
             "mfu": mfu(step.flops_per_step, step_s, peak), "loss": float(step.metrics["loss"])}
@@ -57,6 +60,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--dtype", default="auto",
                         help="float32, bfloat16, or auto (bfloat16 on accelerators)")
+    parser.add_argument("--colour_on_device", action="store_true",
+                        help="time the step with the colour augmentation inside it")
     parser.add_argument("--peak_tflops", type=float, default=None,
                         help="the device's peak, if not in _common.PEAK_TFLOPS")
     parser.add_argument("--tiny", action="store_true",
@@ -73,7 +78,7 @@ def main(argv=None):
     for method in args.methods.split(","):
         for model, size, batch in parse_sizes(args.models, args.batch):
             rows.append(benchmark(method, model, size, batch, args.steps, args.warmup, mesh,
-                                  dtype, peak))
+                                  dtype, peak, args.colour_on_device))
             r = rows[-1]
             utilisation = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
             print(f"{r['method']:8s} {r['model']:9s} {r['image_size']:4d}px batch {r['batch']:5d}"

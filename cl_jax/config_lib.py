@@ -75,6 +75,9 @@ def base_config():
 
     c.augment = ml_collections.ConfigDict(dict(
         num_global_views=2, num_local_views=0,
+        # Colour jitter, grayscale, blur, solarize and normalisation inside the jitted step on
+        # the accelerator (as the BYOL reference does); the host only crops and flips.
+        colour_on_device=False,
         view1=view(8), view2=view(8), local=view(6, crop_scale=(0.2, 0.5))))
 
     c.model = ml_collections.ConfigDict(dict(

@@ -12,8 +12,12 @@ Reference: BYOL (Grill et al. 2020), which applies its colour augmentation on th
 accelerator (deepmind-research/byol/utils/augmentations.py). No TensorFlow here.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
+
+from cl_jax.views import view_augments as views_of
 
 LUMA = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale and torchvision's weights
 
@@ -30,7 +34,8 @@ def grayscale(images):
     """ITU-R 601 luma, kept at the input's channel count (identity for one channel)."""
     if images.shape[-1] == 1:
         return images
-    luma = images @ jnp.asarray(LUMA, jnp.float32)
+    # A weighted sum, not a matmul: GPUs may run float32 matmuls in TF32 by default.
+    luma = sum(weight * images[..., c] for c, weight in enumerate(LUMA))
     return jnp.repeat(luma[..., None], images.shape[-1], axis=-1)
 
 
@@ -126,32 +131,34 @@ def color_jitter(images, key, brightness, contrast, saturation, hue):
     batch = images.shape[0]
     order_key, *keys = jax.random.split(key, 5)
     factor = lambda k, x: _uniform(k, batch, max(0.0, 1.0 - x), 1.0 + x)
-    ops = [(brightness, lambda im, k: adjust_brightness(im, factor(k, brightness))),
-           (contrast, lambda im, k: adjust_contrast(im, factor(k, contrast)))]
+    ops = [(brightness, adjust_brightness, factor(keys[0], brightness)),
+           (contrast, adjust_contrast, factor(keys[1], contrast))]
     if images.shape[-1] == 3:
-        ops += [(saturation, lambda im, k: adjust_saturation(im, factor(k, saturation))),
-                (hue, lambda im, k: adjust_hue(im, _uniform(k, batch, -hue, hue)))]
-    ops = [(op, k) for (strength, op), k in zip(ops, keys[:len(ops)], strict=True) if strength]
+        ops += [(saturation, adjust_saturation, factor(keys[2], saturation)),
+                (hue, adjust_hue, _uniform(keys[3], batch, -hue, hue))]
+    ops = [(op, values) for strength, op, values in ops if strength]
     if not ops:
         return images
-    # Each example's own permutation: the ranks of uniform draws. At each position every op
-    # runs on the whole batch and each example keeps its own (as lax.switch under vmap).
+    # Each example's own permutation (the ranks of uniform draws). At each position every op
+    # runs on the whole batch and each example keeps its own, as lax.switch under vmap would.
     order = jnp.argsort(jax.random.uniform(order_key, (batch, len(ops))), axis=1)
-    for position in range(len(ops)):
+
+    def apply_position(position, images):
         chosen = _per_example(order[:, position])
-        candidates = [op(images, k) for op, k in ops]
-        images = candidates[0]
-        for index, candidate in enumerate(candidates[1:], start=1):
-            images = jnp.where(chosen == index, candidate, images)
-    return images
+        out = images
+        for index, (op, values) in enumerate(ops):
+            out = jnp.where(chosen == index, op(images, values), out)
+        return out
+
+    return jax.lax.fori_loop(0, len(ops), apply_position, images)
 
 
 def augment_colour(images, key, view, mean, std):
     """The colour part of one view, then normalised, every example with its own draws.
 
     images: float32 [B, H, W, C] in [0, 1], already cropped, resized and flipped on the
-    host. key: a jax PRNG key. view: a ``cl_jax.data.augment.ViewAugment`` or a ConfigDict
-    with its colour fields (``jitter_prob``, ``brightness``, ``contrast``, ``saturation``,
+    host. key: a jax PRNG key. view: a ``ViewAugment`` (or any object, e.g. a ConfigDict,
+    with its colour fields: ``jitter_prob``, ``brightness``, ``contrast``, ``saturation``,
     ``hue``, ``grayscale_prob``, ``blur_prob``, ``blur_sigma``, ``solarize_prob``).
     Returns float32 [B, H, W, C], ``(x - mean) / std``.
     """
@@ -174,3 +181,12 @@ def augment_views(views, key, view_augments, mean, std):
     ``key`` by the view's position. Returns a tuple."""
     return tuple(augment_colour(images, jax.random.fold_in(key, i), view, mean, std)
                  for i, (images, view) in enumerate(zip(views, view_augments, strict=True)))
+
+
+def from_config(config):
+    """``(views, key) -> views`` for the train step if ``config.augment.colour_on_device``,
+    else None (the host pipeline does the colour ops)."""
+    if not config.augment.colour_on_device:
+        return None
+    return functools.partial(augment_views, view_augments=views_of(config.augment),
+                             mean=tuple(config.data.mean), std=tuple(config.data.std))

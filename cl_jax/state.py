@@ -125,17 +125,21 @@ def select(pred, new, old):
     return jax.tree.map(one, new, old)
 
 
-def make_train_step(method, tx, schedule, seed):
+def make_train_step(method, tx, schedule, seed, augment=None):
     """The train step for ``method``: loss and gradients, optimiser update, extra update.
 
     The step's randomness is ``fold_in(key(seed), step)``, so it depends on nothing but the
     seed and the step number (a resumed run draws the same numbers). A step with a
     non-finite loss, gradient or update is skipped (see the module docstring); the
-    ``nonfinite_steps`` metric counts them.
+    ``nonfinite_steps`` metric counts them. ``augment(views, key)``, if given, runs first on
+    the batch's views (the colour ops on the accelerator, ``cl_jax.device_augment``).
     """
 
     def train_step(state: TrainState, batch):
         rng = jax.random.fold_in(jax.random.key(seed), state.step)
+        if augment is not None:
+            rng, augment_rng = jax.random.split(rng)
+            batch = dict(batch, views=augment(batch["views"], augment_rng))
         metrics, aux, grads = loss_and_grads(method, state, batch, rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

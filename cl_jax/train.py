@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cl_jax import data, evaluation, methods, models, parallel
+from cl_jax import data, device_augment, evaluation, methods, models, parallel
 from cl_jax.checkpoint import Checkpointer, PreemptionGuard
 from cl_jax.data import pipeline
 from cl_jax.errors import ConfigError, UserError
@@ -145,7 +145,9 @@ def initial_state(exp: Experiment):
 def jit_train_step(exp: Experiment):
     """The jitted train step: state (donated) and global batch -> state, metrics."""
     shardings = state_sharding(exp)
-    return jax.jit(make_train_step(exp.method, exp.tx, exp.schedule, exp.config.seed),
+    step = make_train_step(exp.method, exp.tx, exp.schedule, exp.config.seed,
+                           augment=device_augment.from_config(exp.config))
+    return jax.jit(step,
                    in_shardings=(shardings, parallel.batch_sharding(exp.mesh)),
                    out_shardings=(shardings, parallel.replicated(exp.mesh)), donate_argnums=0)
 
@@ -296,7 +298,8 @@ def train_loop(exp: Experiment, workdir, checkpointer):
         return data.train_dataset(
             exp.train_split, data.view_augments(c.augment), seed=c.seed,
             global_batch=c.batch_size, start_step=step, mean=c.data.mean, std=c.data.std,
-            shuffle_buffer=c.data.shuffle_buffer, bad_indices=bad_indices, **process)
+            shuffle_buffer=c.data.shuffle_buffer, bad_indices=bad_indices,
+            colour=not c.augment.colour_on_device, **process)
 
     host_batches = data.HostBatches(dataset_from(start_step), exp.train_split, seed=c.seed,
                                     global_batch=c.batch_size, start_step=start_step,

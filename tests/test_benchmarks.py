@@ -19,7 +19,7 @@ def run_python(code, *args):
 def test_losses_models_methods_import_without_tensorflow():
     result = run_python(BLOCK_TENSORFLOW + "import cl_jax.losses, cl_jax.models, cl_jax.methods, "
                         "cl_jax.state, cl_jax.optim, cl_jax.parallel, cl_jax.evaluation, "
-                        "cl_jax.config_lib")
+                        "cl_jax.config_lib, cl_jax.device_augment, cl_jax.views")
     assert result.returncode == 0, result.stderr
 
 

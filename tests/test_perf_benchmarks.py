@@ -74,8 +74,9 @@ def test_pipeline_benchmark_tiny(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["cores"] >= 1
-    rows = {(r["case"], r["method"]): r for r in report["results"]}
-    assert set(rows) == {(c, m) for c in ("memory", "jpeg") for m in ("simclr", "byol")}
+    rows = {(r["case"], r["method"], r["colour"]): r for r in report["results"]}
+    assert set(rows) == {(c, m, o) for c in ("memory", "jpeg") for m in ("simclr", "byol")
+                         for o in ("host", "device")}
     assert {r["image_size"] for r in report["results"] if r["case"] == "memory"} == {32}
     for r in report["results"]:
         assert r["num_views"] == 2 and r["views_per_s"] > 0

@@ -58,6 +58,16 @@ def test_each_epoch_visits_every_example_once():
     np.testing.assert_array_equal(np.concatenate([b["index"] for b in got]), labels)
 
 
+def test_colour_off_leaves_crops_and_flips_unnormalised(digits):
+    no_colour = [ViewAugment(size=8, jitter_prob=0.0, grayscale_prob=0.0)] * 2
+    host = batches(digits, 1, views=no_colour)[0]
+    device = batches(digits, 1, views=no_colour, colour=False)[0]
+    for h, d in zip(host["views"], device["views"], strict=True):
+        assert d.min() >= 0.0 and d.max() <= 1.0
+        np.testing.assert_allclose(h, (d - 0.3) / 0.4, atol=1e-6)  # the same crops
+    np.testing.assert_array_equal(host["label"], device["label"])
+
+
 def test_resume_gives_the_same_batches(digits):
     uninterrupted = batches(digits, 5)
     resumed = batches(digits, 2, start_step=3)

@@ -14,38 +14,11 @@ SimCLR's (Chen et al. 2020, appendix A): the same crop and flip, jitter (0.8, 0.
 x strength with p=0.8, grayscale 0.2, blur 0.5 on both views (ImageNet only), no solarize.
 """
 
-import dataclasses
 import math
 
 import tensorflow as tf
 
-
-@dataclasses.dataclass(frozen=True)
-class ViewAugment:
-    """How one view is made. Probabilities of 0 or 1 skip the random draw entirely."""
-
-    size: int
-    crop_scale: tuple = (0.08, 1.0)
-    crop_ratio: tuple = (3 / 4, 4 / 3)
-    flip_prob: float = 0.5
-    jitter_prob: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    grayscale_prob: float = 0.2
-    blur_prob: float = 0.0
-    blur_sigma: tuple = (0.1, 2.0)
-    solarize_prob: float = 0.0
-
-    @classmethod
-    def from_config(cls, config):
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in config.items() if k in fields}
-        for key in ("crop_scale", "crop_ratio", "blur_sigma"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+from cl_jax.views import ViewAugment
 
 
 def split_seed(seed, num):
@@ -126,7 +99,8 @@ def center_crop(image, size, crop_fraction=1.0):
 
 
 def grayscale(image):
-    """ITU-R 601 luma (0.299, 0.587, 0.114), kept at the input's channel count."""
+    """ITU-R 601 luma (tf.image and torchvision: 0.2989, 0.587, 0.114), kept at the input's
+    channel count."""
     if image.shape[-1] == 1:
         return image
     return tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])
@@ -201,12 +175,18 @@ def normalize(image, mean, std):
 # --- a whole view -------------------------------------------------------------------------
 
 
-def augment_view(image, seed, view: ViewAugment):
-    """One augmented view of a uint8 image, float32 in [0, 1] (not yet normalised)."""
+def augment_view(image, seed, view: ViewAugment, colour=True):
+    """One augmented view of a uint8 image, float32 in [0, 1] (not yet normalised).
+
+    ``colour=False`` stops after the crop and flip: the colour ops then run on the
+    accelerator (``cl_jax.device_augment``).
+    """
     crop_s, flip_s, jit_p, jit_s, gray_s, blur_p, blur_s, sol_s = split_seed(seed, 8)
     image = tf.image.convert_image_dtype(image, tf.float32)
     image = random_resized_crop(image, crop_s, view.size, view.crop_scale, view.crop_ratio)
     image = with_probability(view.flip_prob, flip_s, tf.image.flip_left_right, image)
+    if not colour:
+        return image
     jitter = lambda im: color_jitter(im, jit_s, view.brightness, view.contrast,
                                      view.saturation, view.hue)
     image = with_probability(view.jitter_prob, jit_p, jitter, image)

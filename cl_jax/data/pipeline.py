@@ -58,15 +58,18 @@ def example_seed(seed, epoch, index):
     return tf.stack([seed * 2**20 + epoch, tf.cast(index, tf.int64)])
 
 
-def make_views(example, seed, views, mean, std, index=-1):
+def make_views(example, seed, views, mean, std, index=-1, colour=True):
     """``{'views': (v1, v2, ...), 'label', 'index'}`` with each view normalised, float32.
 
     ``index`` is the example's row in a random-access split (memory banks key on it), -1 for
-    a streamed split.
+    a streamed split. ``colour=False``: views only cropped and flipped, in [0, 1], for the
+    colour ops and normalisation on the accelerator.
     """
     seeds = split_seed(seed, len(views))
-    made = tuple(normalize(augment_view(example["image"], s, v), mean, std)
+    made = tuple(augment_view(example["image"], s, v, colour)
                  for s, v in zip(seeds, views, strict=True))
+    if colour:
+        made = tuple(normalize(view, mean, std) for view in made)
     return {"views": made, "label": example["label"], "index": tf.cast(index, tf.int32)}
 
 
@@ -108,11 +111,13 @@ def substitute_fn(bad_indices, num_examples):
 
 
 def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
-                  process_index=0, process_count=1, shuffle_buffer=16384, bad_indices=()):
+                  process_index=0, process_count=1, shuffle_buffer=16384, bad_indices=(),
+                  colour=True):
     """Endless tf.data stream of this process's rows of each global batch, from ``start_step``.
 
     ``bad_indices``: unreadable examples of a random-access split; each is replaced by the
-    next readable one (its augmentation seed stays that of its own position).
+    next readable one (its augmentation seed stays that of its own position). ``colour``:
+    see ``make_views``.
     """
     local = global_batch // process_count
     views = [v if isinstance(v, ViewAugment) else ViewAugment.from_config(v) for v in views]
@@ -142,7 +147,7 @@ def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
                     num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda epoch, index, example: make_views(
         example, example_seed(seed, epoch, index), views, mean, std,
-        example.get("index", -1)),
+        example.get("index", -1), colour),
         num_parallel_calls=AUTOTUNE)
     return ds.batch(local, drop_remainder=True).prefetch(AUTOTUNE)
 

@@ -1,4 +1,5 @@
-"""bfloat16 compute, rematerialisation, and a train step that compiles once per run."""
+"""Train-step options: bfloat16 compute, rematerialisation, colour augmentation on the
+device; and a train step that compiles once per run."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config, train_steps
 
-from cl_jax import parallel, train
+from cl_jax import device_augment, parallel, train
 from cl_jax.errors import ConfigError
 from cl_jax.models import ResNet
 
@@ -93,3 +94,18 @@ def test_the_loop_compiles_its_step_once(monkeypatch, tmp_path):
         jax.monitoring.unregister_event_duration_listener(listen)
     assert len(counts) == 5 and counts[0] > 0
     assert counts == [counts[0]] * 5, "something compiled during training"
+
+
+def test_colour_on_device_trains_through_the_loop(tmp_path):
+    config = tiny_config("byol")
+    config.augment.colour_on_device = True
+    config.eval.update(linear_steps=10, fewshot_draws=1)
+    results = train.train_and_evaluate(config, str(tmp_path))
+    assert np.isfinite(results["knn_top1"])
+    exp = train.create_experiment(config)
+    colour = device_augment.from_config(exp.config)
+    views = tuple(jnp.full((4, 8, 8, 1), 0.5) for _ in range(2))
+    out = jax.jit(colour)(views, jax.random.key(0))
+    assert len(out) == 2 and out[0].shape == (4, 8, 8, 1)
+    assert not np.allclose(out[0], out[1])  # per-view, per-example random draws
+    assert device_augment.from_config(tiny_config("byol")) is None
