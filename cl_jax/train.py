@@ -313,25 +313,39 @@ def train_loop(exp: Experiment, workdir, checkpointer):
         train_step = parallel.compile_together(train_step, state, first_batch)
         batches = itertools.chain([first_batch], batches)
 
+    # A logging step's metrics are copied to the host in the background and written once the
+    # next step is dispatched, so logging never leaves the device idle.
+    pending = []
+
+    def log_pending():
+        for logged_step, logged in pending:
+            logged = jax.device_get(logged)
+            nonfinite.check(logged_step, logged["nonfinite_steps"], state)
+            if host_batches.bad_images.indices:
+                logged["bad_images"] = len(host_batches.bad_images.indices)
+            writer.log_train(logged_step, logged)
+        pending.clear()
+
     step = start_step
     with PreemptionGuard() as guard:
         while step < exp.total_steps:
             state, metrics = train_step(state, next(batches))
             step += 1
+            log_pending()
             if step % c.log_every_steps == 0 or step == exp.total_steps:
-                metrics = jax.device_get(metrics)
-                nonfinite.check(step, metrics["nonfinite_steps"], state)
-                if host_batches.bad_images.indices:
-                    metrics["bad_images"] = len(host_batches.bad_images.indices)
-                writer.log_train(step, metrics)
+                for leaf in jax.tree.leaves(metrics):
+                    leaf.copy_to_host_async()
+                pending.append((step, metrics))
             if c.eval_every_steps > 0 and step % c.eval_every_steps == 0 \
                     and step < exp.total_steps:
+                log_pending()
                 results = evaluate(exp, state)
                 writer.write(step, {f"eval/{k}": v for k, v in results.items()})
                 writer.print(summary_line(step, results))
                 writer.reset_timer()
             stop = guard.should_stop(step)
             if checkpointer.due(step) or stop:
+                log_pending()
                 nonfinite.check(step, state.nonfinite_steps, state)
                 checkpointer.save(step, state, force=True)
             if stop:
@@ -340,6 +354,7 @@ def train_loop(exp: Experiment, workdir, checkpointer):
                 writer.close()
                 return None
 
+    log_pending()
     nonfinite.check(step, state.nonfinite_steps, state)
     checkpointer.save(step, state, force=True)
     results = evaluate(exp, state)
