@@ -20,6 +20,10 @@ pipeline) and without them (``colour=device``: only decode, crop and flip on the
 ``--config.augment.colour_on_device=True``, where the train step does the rest): the
 difference is what moving the colour ops to the accelerator saves the host.
 
+The JPEG case is also measured with and without the fused decode-and-crop
+(``fused_crop``: each view decodes only its crop window, ``tf.image.decode_and_crop_jpeg``;
+off: every image is decoded whole, then cropped).
+
 Each case runs the real ``pipeline.train_dataset`` (shuffled order, per-example seeds,
 normalisation, batching, prefetch) and is iterated as NumPy batches, as the training loop
 does. ``--warmup`` batches fill the pipeline, then ``--batches`` batches are timed. views/s
@@ -82,11 +86,12 @@ def views_of(method, preset, size=None):
     return views, tuple(config.data.mean), tuple(config.data.std)
 
 
-def measure(split, method, preset, batch, warmup, batches, view_size=None, colour="host"):
+def measure(split, method, preset, batch, warmup, batches, view_size=None, colour="host",
+            fused_crop=True):
     """Examples and views per second of ``train_dataset`` over ``split``."""
     views, mean, std = views_of(method, preset, view_size)
     ds = pipeline.train_dataset(split, views, seed=0, global_batch=batch, mean=mean, std=std,
-                                colour=colour == "host")
+                                colour=colour == "host", fused_crop=fused_crop)
     iterator = ds.as_numpy_iterator()
     for _ in range(warmup):
         next(iterator)
@@ -96,7 +101,9 @@ def measure(split, method, preset, batch, warmup, batches, view_size=None, colou
     seconds = time.perf_counter() - start
     num_views = len(out["views"])
     examples_per_s = batches * batch / seconds
-    return {"method": method, "colour": colour, "image_size": int(out["views"][0].shape[1]),
+    fused = fused_crop if split.read_encoded else None  # only image files are encoded
+    return {"method": method, "colour": colour, "fused_crop": fused,
+            "image_size": int(out["views"][0].shape[1]),
             "batch": batch,
             "timed_batches": batches, "seconds": seconds, "num_views": num_views,
             "examples_per_s": examples_per_s, "views_per_s": examples_per_s * num_views,
@@ -150,6 +157,8 @@ def main(argv=None):
                         help="read these JPEGs instead of generating them (kept)")
     parser.add_argument("--colour", default="host,device",
                         help="where the colour ops run: host, device (not timed here), or both")
+    parser.add_argument("--fused_crop", default="on,off",
+                        help="JPEG case: decode only the crop window (on), whole (off), or both")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--batches", type=int, default=8, help="timed batches per row")
     parser.add_argument("--warmup", type=int, default=2)
@@ -191,17 +200,19 @@ def main(argv=None):
                     write_jpegs(directory, args.num_jpegs, height, width)
                 split = sources.folder_split(directory)
                 source, view_size = f"{split.num_examples} JPEGs {height}x{width}", jpeg_view
-            for method, colour in [(m, c) for m in args.methods.split(",")
-                                   for c in args.colour.split(",")]:
+            fused_modes = args.fused_crop.split(",") if case == "jpeg" else ["on"]
+            for method, colour, fused in [(m, c, f) for m in args.methods.split(",")
+                                          for c in args.colour.split(",") for f in fused_modes]:
                 row = measure(split, method, preset, args.batch, args.warmup, args.batches,
-                              view_size, colour)
+                              view_size, colour, fused == "on")
                 row.update(case=case, source=source,
                            feeds=demand(row, step_rows, where, args.step_images_per_s,
                                         step_size))
                 rows.append(row)
                 feeds = row["feeds"]
-                line = (f"{case:6s} {method:6s} colour on {colour:6s} {row['image_size']:3d}px "
-                        f"batch {args.batch:4d}"
+                crop = {None: "", True: " fused crop", False: " whole decode"}[row["fused_crop"]]
+                line = (f"{case:6s} {method:6s} colour on {colour:6s}{crop} "
+                        f"{row['image_size']:3d}px batch {args.batch:4d}"
                         f" | {row['views_per_s']:8.1f} views/s | "
                         f"{row['views_per_s_per_core']:7.1f} views/s/core")
                 if feeds:
@@ -217,14 +228,15 @@ def main(argv=None):
               "cores": host_cores(), "tensorflow": tf.__version__, "step_json": step_json,
               "results": rows}
     print()
-    print("| case | source | method | colour ops on | view px | batch | views/s | views/s/core "
-          "| feeds |")
-    print("|---|---|---|---|---:|---:|---:|---:|---|")
+    print("| case | source | method | colour ops on | JPEG decode | view px | batch | views/s "
+          "| views/s/core | feeds |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---|")
     for r in rows:
         f = r["feeds"]
         feeds = (f"{r['examples_per_s']:.1f} img/s = {f['feeds_ratio']:.2f} x {f['step']}"
                  if f else "no measured step")
-        print(f"| {r['case']} | {r['source']} | {r['method']} | {r['colour']} | "
+        decode = {None: "-", True: "crop window", False: "whole"}[r["fused_crop"]]
+        print(f"| {r['case']} | {r['source']} | {r['method']} | {r['colour']} | {decode} | "
               f"{r['image_size']} | "
               f"{r['batch']} | {r['views_per_s']:.1f} | {r['views_per_s_per_core']:.1f} | "
               f"{feeds} |")

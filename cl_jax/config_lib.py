@@ -71,6 +71,7 @@ def base_config():
         train_dir="", eval_train_dir="", eval_test_dir="",
         cache_in_memory=True, cache_eval_in_memory=True, shuffle_buffer=16384,
         mean=DIGITS_MEAN, std=DIGITS_STD,
+        fused_crop=True,  # decode only each view's crop window of a JPEG (the same pixels)
         bad_images="skip"))  # an unreadable image file: "skip" it (with a warning) or "fail"
 
     c.augment = ml_collections.ConfigDict(dict(

@@ -299,7 +299,7 @@ def train_loop(exp: Experiment, workdir, checkpointer):
             exp.train_split, data.view_augments(c.augment), seed=c.seed,
             global_batch=c.batch_size, start_step=step, mean=c.data.mean, std=c.data.std,
             shuffle_buffer=c.data.shuffle_buffer, bad_indices=bad_indices,
-            colour=not c.augment.colour_on_device, **process)
+            colour=not c.augment.colour_on_device, fused_crop=c.data.fused_crop, **process)
 
     host_batches = data.HostBatches(dataset_from(start_step), exp.train_split, seed=c.seed,
                                     global_batch=c.batch_size, start_step=start_step,

@@ -109,3 +109,28 @@ def test_center_crop():
     out = augment.center_crop(image, 4, crop_fraction=0.5).numpy()
     assert out.shape == (4, 4, 1)
     np.testing.assert_allclose(out[..., 0], image.numpy()[2:6, 3:7, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_fused_decode_and_crop_gives_the_decoded_image_crop(fmt):
+    """Decoding only the crop window of a JPEG gives the pixels of crop-after-decode."""
+    rng = np.random.RandomState(0)
+    smooth = tf.image.resize(rng.randint(0, 256, (6, 7, 3)).astype(np.float32), (48, 56))
+    pixels = tf.cast(tf.clip_by_value(smooth + rng.randn(48, 56, 3) * 8, 0, 255), tf.uint8)
+    encoded = tf.io.encode_jpeg(pixels, quality=90) if fmt == "jpeg" else tf.io.encode_png(pixels)
+    decoded = tf.io.decode_image(encoded, channels=3)
+    for s in range(5):
+        seed = tf.constant([s, 7], tf.int64)
+        fused = augment.decode_random_crop(encoded, seed, (0.08, 1.0), (3 / 4, 4 / 3), 3)
+        whole = augment.random_crop(decoded, seed, (0.08, 1.0), (3 / 4, 4 / 3))
+        assert fused.shape == whole.shape and fused.dtype == tf.uint8
+        difference = np.abs(fused.numpy().astype(int) - whole.numpy().astype(int))
+        # Equal inside; at the window's edge libjpeg upsamples chroma without the pixels
+        # beyond it, so the outermost pixels may differ a little.
+        assert difference[1:-1, 1:-1].max() == 0
+        assert difference.mean() < 0.5
+    view = ViewAugment(size=16)
+    seed = tf.constant([3, 1], tf.int64)
+    views = [augment.augment_view(encoded, seed, view, channels=3),
+             augment.augment_view(decoded, seed, view)]
+    assert np.abs(views[0] - views[1]).mean() < 2e-3

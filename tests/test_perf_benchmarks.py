@@ -74,8 +74,10 @@ def test_pipeline_benchmark_tiny(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["cores"] >= 1
-    rows = {(r["case"], r["method"], r["colour"]): r for r in report["results"]}
-    assert set(rows) == {(c, m, o) for c in ("memory", "jpeg") for m in ("simclr", "byol")
+    rows = {(r["case"], r["method"], r["colour"], r["fused_crop"]): r
+            for r in report["results"]}
+    cases = [("memory", None), ("jpeg", True), ("jpeg", False)]
+    assert set(rows) == {(c, m, o, f) for c, f in cases for m in ("simclr", "byol")
                          for o in ("host", "device")}
     assert {r["image_size"] for r in report["results"] if r["case"] == "memory"} == {32}
     for r in report["results"]:

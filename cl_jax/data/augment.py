@@ -76,10 +76,31 @@ def resize(image, size):
     return tf.clip_by_value(resized, 0.0, 1.0)
 
 
-def random_resized_crop(image, seed, size, scale, ratio):
+def random_crop(image, seed, scale, ratio):
+    """The ``crop_window`` of a decoded image (any dtype)."""
     shape = tf.shape(image)
     top, left, crop_h, crop_w = crop_window(shape[0], shape[1], seed, scale, ratio)
-    return resize(tf.image.crop_to_bounding_box(image, top, left, crop_h, crop_w), size)
+    return tf.image.crop_to_bounding_box(image, top, left, crop_h, crop_w)
+
+
+def decode_random_crop(encoded, seed, scale, ratio, channels):
+    """``random_crop`` of an encoded image, uint8 [h, w, channels]. A JPEG is decoded only
+    inside the window (``tf.image.decode_and_crop_jpeg``, as the BYOL and SimCLR TF
+    references do); other formats are decoded whole, then cropped. The window is the one
+    ``random_crop`` takes on the decoded image, so both give the same pixels."""
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(encoded)
+        window = tf.stack(crop_window(shape[0], shape[1], seed, scale, ratio))
+        return tf.image.decode_and_crop_jpeg(encoded, window, channels=channels)
+
+    def other():
+        image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+        return random_crop(image, seed, scale, ratio)
+
+    crop = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    crop.set_shape([None, None, channels])
+    return crop
 
 
 def center_crop(image, size, crop_fraction=1.0):
@@ -175,15 +196,20 @@ def normalize(image, mean, std):
 # --- a whole view -------------------------------------------------------------------------
 
 
-def augment_view(image, seed, view: ViewAugment, colour=True):
+def augment_view(image, seed, view: ViewAugment, colour=True, channels=None):
     """One augmented view of a uint8 image, float32 in [0, 1] (not yet normalised).
 
-    ``colour=False`` stops after the crop and flip: the colour ops then run on the
-    accelerator (``cl_jax.device_augment``).
+    ``image`` may also be the encoded bytes (a scalar string) of an image with ``channels``
+    channels: a JPEG is then decoded only inside the crop window. ``colour=False`` stops
+    after the crop and flip: the colour ops then run on the accelerator
+    (``cl_jax.device_augment``).
     """
     crop_s, flip_s, jit_p, jit_s, gray_s, blur_p, blur_s, sol_s = split_seed(seed, 8)
-    image = tf.image.convert_image_dtype(image, tf.float32)
-    image = random_resized_crop(image, crop_s, view.size, view.crop_scale, view.crop_ratio)
+    if image.dtype == tf.string:
+        crop = decode_random_crop(image, crop_s, view.crop_scale, view.crop_ratio, channels)
+    else:
+        crop = random_crop(image, crop_s, view.crop_scale, view.crop_ratio)
+    image = resize(tf.image.convert_image_dtype(crop, tf.float32), view.size)
     image = with_probability(view.flip_prob, flip_s, tf.image.flip_left_right, image)
     if not colour:
         return image

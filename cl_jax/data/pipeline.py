@@ -58,15 +58,18 @@ def example_seed(seed, epoch, index):
     return tf.stack([seed * 2**20 + epoch, tf.cast(index, tf.int64)])
 
 
-def make_views(example, seed, views, mean, std, index=-1, colour=True):
+def make_views(example, seed, views, mean, std, index=-1, colour=True, channels=None):
     """``{'views': (v1, v2, ...), 'label', 'index'}`` with each view normalised, float32.
 
-    ``index`` is the example's row in a random-access split (memory banks key on it), -1 for
-    a streamed split. ``colour=False``: views only cropped and flipped, in [0, 1], for the
-    colour ops and normalisation on the accelerator.
+    ``example`` has a decoded ``image`` or the ``encoded`` bytes of one with ``channels``
+    channels (each view then decodes only its crop of a JPEG). ``index`` is the example's
+    row in a random-access split (memory banks key on it), -1 for a streamed split.
+    ``colour=False``: views only cropped and flipped, in [0, 1], for the colour ops and
+    normalisation on the accelerator.
     """
     seeds = split_seed(seed, len(views))
-    made = tuple(augment_view(example["image"], s, v, colour)
+    image = example["encoded"] if "encoded" in example else example["image"]
+    made = tuple(augment_view(image, s, v, colour, channels)
                  for s, v in zip(seeds, views, strict=True))
     if colour:
         made = tuple(normalize(view, mean, std) for view in made)
@@ -112,12 +115,13 @@ def substitute_fn(bad_indices, num_examples):
 
 def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
                   process_index=0, process_count=1, shuffle_buffer=16384, bad_indices=(),
-                  colour=True):
+                  colour=True, fused_crop=True):
     """Endless tf.data stream of this process's rows of each global batch, from ``start_step``.
 
     ``bad_indices``: unreadable examples of a random-access split; each is replaced by the
     next readable one (its augmentation seed stays that of its own position). ``colour``:
-    see ``make_views``.
+    see ``make_views``. ``fused_crop``: read image files encoded and decode only each view's
+    crop of a JPEG (the same pixels, less work); False decodes every image whole first.
     """
     local = global_batch // process_count
     views = [v if isinstance(v, ViewAugment) else ViewAugment.from_config(v) for v in views]
@@ -125,10 +129,12 @@ def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
         n = split.num_examples
         substitute = substitute_fn(bad_indices, n)
 
+        reader = split.read_encoded if fused_crop and split.read_encoded else split.read
+
         def lookup(position):
             epoch, index = shuffled_index(seed, position, n)
             read = substitute(index)[0]
-            return epoch, index, dict(split.read(read), index=read)
+            return epoch, index, dict(reader(read), index=read)
 
         ds = tf.data.Dataset.counter(start_step).flat_map(
             lambda step: rows_of_batch(step, global_batch, process_index, process_count))
@@ -143,11 +149,11 @@ def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
             return shuffled.enumerate().map(lambda i, record: (epoch, i, record))
 
         ds = tf.data.Dataset.counter(start // n).flat_map(epoch_records).skip(start % n)
-        ds = ds.map(lambda e, i, record: (e, i, split.decode(record)),
-                    num_parallel_calls=AUTOTUNE)
+        decode = split.decode_encoded if fused_crop and split.decode_encoded else split.decode
+        ds = ds.map(lambda e, i, record: (e, i, decode(record)), num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda epoch, index, example: make_views(
         example, example_seed(seed, epoch, index), views, mean, std,
-        example.get("index", -1), colour),
+        example.get("index", -1), colour, split.channels),
         num_parallel_calls=AUTOTUNE)
     return ds.batch(local, drop_remainder=True).prefetch(AUTOTUNE)
 

@@ -6,6 +6,10 @@ pipeline can draw any epoch permutation and any process's share without reading 
 (digits, TFDS loaded into memory, image folders). Large TFDS data sets are *streamed*:
 ``stream(process_index, process_count)`` gives this process's records in a fixed order and
 ``decode`` turns a record into the same dict; decoding happens after shuffling and skipping.
+
+Splits of image files (folders, streamed TFDS) also give the encoded bytes,
+``read_encoded(index)`` / ``decode_encoded(record)`` -> ``{'encoded': string, 'label'}``, so
+training can decode only each view's crop window of a JPEG (``augment.decode_random_crop``).
 """
 
 import dataclasses
@@ -31,6 +35,9 @@ class Split:
     stream: Callable | None = None  # streaming: (process index, count, drop_remainder) -> records
     decode: Callable | None = None  # streaming: record -> example dict
     describe: Callable[[int], str] = str  # index -> a name for error messages (a file path)
+    channels: int = 3  # of the decoded images
+    read_encoded: Callable | None = None  # random access: index -> {'encoded', 'label'}
+    decode_encoded: Callable | None = None  # streaming: record -> {'encoded', 'label'}
 
     @property
     def random_access(self):
@@ -45,7 +52,8 @@ def in_memory_split(name, images, labels, num_classes):
     def read(index):
         return {"image": tf.gather(images, index), "label": tf.gather(labels, index)}
 
-    return Split(name, int(images.shape[0]), num_classes, read=read)
+    return Split(name, int(images.shape[0]), num_classes, read=read,
+                 channels=int(images.shape[-1]))
 
 
 # --- the embedded default: scikit-learn's handwritten digits ------------------------------
@@ -113,9 +121,13 @@ def tfds_split(name, split, data_dir=None, in_memory=False, channels=3):
         except (AssertionError, FileNotFoundError, ValueError) as err:
             raise _not_prepared(name, split, data_dir, err) from None
 
-    def decode(record):
+    def decode_encoded(record):
         label = tf.cast(record["label"], tf.int32) if num_classes else tf.constant(-1, tf.int32)
-        return {"image": _decode_image(record["image"], channels), "label": label}
+        return {"encoded": record["image"], "label": label}
+
+    def decode(record):
+        example = decode_encoded(record)
+        return {"image": _decode_image(example["encoded"], channels), "label": example["label"]}
 
     if in_memory:
         ds = as_dataset(split).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
@@ -136,7 +148,8 @@ def tfds_split(name, split, data_dir=None, in_memory=False, channels=3):
                                            drop_remainder=drop_remainder)
         return as_dataset(shard)
 
-    return Split(f"{name}/{split}", num_examples, num_classes, stream=stream, decode=decode)
+    return Split(f"{name}/{split}", num_examples, num_classes, stream=stream, decode=decode,
+                 channels=channels, decode_encoded=decode_encoded)
 
 
 # --- image folders ------------------------------------------------------------------------
@@ -180,11 +193,16 @@ def folder_split(directory, channels=3):
     path_table = tf.constant(paths)
     label_table = tf.constant(np.asarray(labels, np.int32))
 
-    def read(index):
-        data = tf.io.read_file(tf.gather(path_table, index))
-        return {"image": _decode_image(data, channels), "label": tf.gather(label_table, index)}
+    def read_encoded(index):
+        return {"encoded": tf.io.read_file(tf.gather(path_table, index)),
+                "label": tf.gather(label_table, index)}
 
-    return Split(directory, len(paths), num_classes, read=read, describe=lambda i: paths[i])
+    def read(index):
+        example = read_encoded(index)
+        return {"image": _decode_image(example["encoded"], channels), "label": example["label"]}
+
+    return Split(directory, len(paths), num_classes, read=read, describe=lambda i: paths[i],
+                 channels=channels, read_encoded=read_encoded)
 
 
 # --- dispatch -----------------------------------------------------------------------------
