@@ -87,7 +87,7 @@ def views_of(method, preset, size=None):
 
 
 def measure(split, method, preset, batch, warmup, batches, view_size=None, colour="host",
-            fused_crop=True):
+            fused_crop=False):
     """Examples and views per second of ``train_dataset`` over ``split``."""
     views, mean, std = views_of(method, preset, view_size)
     ds = pipeline.train_dataset(split, views, seed=0, global_batch=batch, mean=mean, std=std,

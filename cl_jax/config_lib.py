@@ -71,7 +71,10 @@ def base_config():
         train_dir="", eval_train_dir="", eval_test_dir="",
         cache_in_memory=True, cache_eval_in_memory=True, shuffle_buffer=16384,
         mean=DIGITS_MEAN, std=DIGITS_STD,
-        fused_crop=True,  # decode only each view's crop window of a JPEG (the same pixels)
+        # Decode only each view's crop window of a JPEG (the same pixels). Saves work with one
+        # view per image; with two or more, decoding the image once is as fast or faster
+        # (benchmarks/RESULTS.md).
+        fused_crop=False,
         bad_images="skip"))  # an unreadable image file: "skip" it (with a warning) or "fail"
 
     c.augment = ml_collections.ConfigDict(dict(

@@ -59,6 +59,7 @@ def get_config(preset="digits"):
                          num_examples=0))
     c.augment.num_global_views = 1
     config_lib.set_data_preset(c, preset)
+    c.data.fused_crop = True  # one view per image: decode only its crop window of a JPEG
     c.optim.update(name="sgd", base_lr=0.03, warmup_epochs=0, momentum=0.9)
     if preset == "digits":
         c.method.update(temperature=0.1)

@@ -105,11 +105,11 @@ def test_image_folder_with_classes(image_folder):
     assert labels == [0] * 6 + [1] * 6
     kwargs = dict(views=[ViewAugment(size=8)] * 2, global_batch=12, mean=(0.5,) * 3,
                   std=(0.5,) * 3)
-    got = batches(split, 1, **kwargs)[0]
+    got = batches(split, 1, fused_crop=True, **kwargs)[0]
     assert got["views"][0].shape == (12, 8, 8, 3)
     # JPEGs decoded only inside each crop window: the views of whole decoding (up to the
     # chroma upsampling at a window's edge); PNGs are decoded whole either way.
-    whole = batches(split, 1, fused_crop=False, **kwargs)[0]
+    whole = batches(split, 1, **kwargs)[0]
     for fused, decoded in zip(got["views"], whole["views"], strict=True):
         assert np.abs(fused - decoded).mean() < 0.02
     np.testing.assert_array_equal(got["label"], whole["label"])

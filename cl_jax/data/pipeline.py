@@ -115,13 +115,14 @@ def substitute_fn(bad_indices, num_examples):
 
 def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
                   process_index=0, process_count=1, shuffle_buffer=16384, bad_indices=(),
-                  colour=True, fused_crop=True):
+                  colour=True, fused_crop=False):
     """Endless tf.data stream of this process's rows of each global batch, from ``start_step``.
 
     ``bad_indices``: unreadable examples of a random-access split; each is replaced by the
     next readable one (its augmentation seed stays that of its own position). ``colour``:
     see ``make_views``. ``fused_crop``: read image files encoded and decode only each view's
-    crop of a JPEG (the same pixels, less work); False decodes every image whole first.
+    crop of a JPEG (the same pixels; less work for one view per image, not for two or more,
+    which share one whole decoding when False).
     """
     local = global_batch // process_count
     views = [v if isinstance(v, ViewAugment) else ViewAugment.from_config(v) for v in views]
