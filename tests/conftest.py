@@ -92,14 +92,12 @@ def train_steps(method, num_steps=2, preset="digits", config=None, **overrides):
     import jax
 
     from cl_jax import parallel, train
-    from cl_jax.state import make_train_step
 
     c = config if config is not None else tiny_config(method, preset)
     c.update(overrides)
     exp = train.create_experiment(c)
     state = train.initial_state(exp)
-    step = jax.jit(make_train_step(exp.method, exp.tx, exp.schedule, c.seed),
-                   donate_argnums=0)
+    step = train.jit_train_step(exp)  # the loop's own (so the compilation cache is shared)
     states, metrics = [jax.device_get(state)], []
     for i in range(num_steps):
         batch = parallel.to_global(random_batch(c, c.batch_size, seed=i), exp.mesh)
