@@ -77,19 +77,20 @@ def validate(config):
 
 
 def check_indexable(config, train_split):
-    """A memory-bank method keys on example indices: a random-access split of known size."""
-    name, n = config.method.name, train_split.num_examples
-    if not train_split.random_access:
+    """A memory-bank method keys on example indices: a split whose examples have them."""
+    name, n = config.method.name, train_split.index_size
+    if not n:
         raise ConfigError(
-            f"{name} keeps a memory bank row per training example and needs a random-access "
-            f"training split, but {train_split.name} is streamed; set "
-            "--config.data.cache_in_memory=True (a data set that fits in memory) or train on "
-            "an image folder (--config.data.source=folder --config.data.train_dir=...).")
+            f"{name} keeps a memory bank row per training example and needs example indices, "
+            f"which {train_split.name} does not give (a streamed split without shard lengths "
+            "or joining splits); set --config.data.cache_in_memory=True (a data set that fits "
+            "in memory) or train on an image folder (--config.data.source=folder "
+            "--config.data.train_dir=...).")
     if config.method.num_examples <= 0:
         config.method.num_examples = n
     elif config.method.num_examples != n:
         raise ConfigError(f"method.num_examples is {config.method.num_examples}, but "
-                          f"{train_split.name} has {n} examples; set "
+                          f"{train_split.name} has {n} example indices; set "
                           f"--config.method.num_examples={n} (or 0 to use the split's size).")
 
 

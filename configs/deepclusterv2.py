@@ -31,12 +31,9 @@ imagenet — the reference's best run (scripts/deepclusterv2_800ep_pretrain.sh):
   (0.8/0.8/0.8/0.2 p=0.8, grayscale 0.2) and blur p=0.5, projector 2048-128, 3 x 3000
   prototypes, temperature 0.1, batch 4096, LARS (lr 4.8 = 0.3 x 4096/256, eta 1e-3, weight
   decay 1e-6), 10 warmup epochs (from 0; the reference starts at 0.3), cosine to 4.8e-3,
-  800 epochs.
-  The bank keys on example indices, which the streamed TFDS ImageNet does not have: train
-  on ImageNet's folders (one subfolder per class) instead:
-    python -m cl_jax.main --config=configs/deepclusterv2.py:imagenet --workdir=gs://.../dcv2 \
-      --config.data.source=folder --config.data.train_dir=/data/imagenet/train \
-      --config.data.eval_test_dir=/data/imagenet/val
+  800 epochs. Needs ``tfds build imagenet2012`` first;
+  the streamed records' bank rows come from their ``tfds_id``.
+    python -m cl_jax.main --config=configs/deepclusterv2.py:imagenet --workdir=gs://.../dcv2
   The reference README reports 75.2% top-1 linear evaluation.
 """
 
@@ -68,7 +65,6 @@ def get_config(preset="digits"):
                        trust_coefficient=0.02, clip_lr=True)
     elif preset in ("stl10", "folder"):
         size = 96 if preset == "stl10" else 224
-        c.data.cache_in_memory = True  # the bank keys on example indices: random access
         c.augment.view1, c.augment.view2 = config_lib.simclr_views(size)
         c.batch_size, c.num_epochs = 256, 400
         c.optim.update(base_lr=0.6, warmup_epochs=10, weight_decay=1e-6,

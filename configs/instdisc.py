@@ -32,12 +32,9 @@ stl10, folder — the ImageNet recipe below with a ResNet-18 (96 px / 224 px), e
 imagenet — the paper's ImageNet setting (section 4, reference ``main.py``): ResNet-50, one
   view (random-resized crop 224 scale 0.2-1, grayscale 0.2, colour jitter 0.4 x 4, flip),
   NCE with m = 4096 noise samples, T = 0.07, bank momentum 0.5, SGD (momentum 0.9, lr 0.03,
-  batch 256, weight decay 1e-4), 200 epochs.
-  The bank keys on example indices, which the streamed TFDS ImageNet does not have: train
-  on ImageNet's folders (one subfolder per class) instead:
-    python -m cl_jax.main --config=configs/instdisc.py:imagenet --workdir=gs://.../instdisc \
-      --config.data.source=folder --config.data.train_dir=/data/imagenet/train \
-      --config.data.eval_test_dir=/data/imagenet/val
+  batch 256, weight decay 1e-4), 200 epochs. Needs ``tfds build imagenet2012`` first;
+  the streamed records' bank rows come from their ``tfds_id``.
+    python -m cl_jax.main --config=configs/instdisc.py:imagenet --workdir=gs://.../instdisc
   The paper reports 54.0% top-1 for a linear classifier on conv5 features and 46.5% kNN
   top-1 on the 128-d features with ResNet-50.
 """
@@ -74,7 +71,6 @@ def get_config(preset="digits"):
         c.optim.update(base_lr=0.06, weight_decay=5e-4)  # 0.03 at batch 128
     elif preset in ("stl10", "folder"):
         size = 96 if preset == "stl10" else 224
-        c.data.cache_in_memory = True  # the bank keys on example indices: random access
         c.augment.view1 = instdisc_view(size)
         c.batch_size, c.num_epochs = 256, 200
         c.optim.update(weight_decay=1e-4)

@@ -372,8 +372,8 @@ def test_memory_bank_methods_need_indices_and_the_right_bank_size():
         train.create_experiment(config)
 
 
-def test_memory_bank_methods_refuse_a_streamed_split():
+def test_memory_bank_methods_refuse_a_split_without_indices():
     streamed = sources.Split("imagenet2012/train", 10, 0, stream=lambda *a: None,
                              decode=lambda r: r)
-    with pytest.raises(ConfigError, match="random-access.*cache_in_memory=True"):
+    with pytest.raises(ConfigError, match="needs example indices.*cache_in_memory=True"):
         train.check_indexable(tiny_config("instdisc"), streamed)

@@ -161,6 +161,45 @@ def test_tfds_source_on_mock_data(in_memory):
         assert sum(b["mask"].sum() for b in ds.as_numpy_iterator()) == 24
 
 
+class ClJaxTinyImages(tfds.core.GeneratorBasedBuilder):
+    """24 solid 8x8 images (example i has pixel value 10 i), prepared on disk as TFDS does."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "label": tfds.features.ClassLabel(num_classes=2)}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(24):
+            yield i, {"image": np.full((8, 8, 3), 10 * i, np.uint8), "label": i % 2}
+
+
+def test_streamed_tfds_records_carry_their_row_in_the_split(tmp_path):
+    """Memory banks on streamed TFDS: every record keeps one index, from its tfds_id."""
+    tfds.builder("cl_jax_tiny_images", data_dir=str(tmp_path)).download_and_prepare()
+    split = sources.tfds_split("cl_jax_tiny_images", "train", data_dir=str(tmp_path))
+    assert not split.random_access and split.index_size == 24
+    views = [ViewAugment(size=8, crop_scale=(1, 1), flip_prob=0.0, jitter_prob=0.0,
+                         grayscale_prob=0.0)]
+    got = batches(split, 6, views=views, global_batch=8, mean=(0.0,) * 3, std=(1.0,) * 3)
+    index = np.concatenate([b["index"] for b in got])
+    pixel = np.concatenate([b["views"][0][:, 0, 0, 0] for b in got])
+    for epoch in range(2):  # a permutation of all rows every epoch, in a new order
+        assert sorted(index[24 * epoch:24 * (epoch + 1)]) == list(range(24))
+    assert not np.array_equal(index[:24], index[24:])
+    image_of = {}
+    for i, p in zip(index, pixel, strict=True):  # an index always names the same image
+        assert image_of.setdefault(i, p) == p
+    assert len(set(image_of.values())) == 24
+    half = sources.tfds_split("cl_jax_tiny_images", "train[:50%]", data_dir=str(tmp_path))
+    assert half.num_examples == 12 and half.index_size == 24  # rows of the whole split
+
+
 def test_tfds_missing_data_set_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="tfds build cifar10"):
         sources.tfds_split("cifar10", "train", data_dir=str(tmp_path))

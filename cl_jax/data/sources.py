@@ -38,6 +38,14 @@ class Split:
     channels: int = 3  # of the decoded images
     read_encoded: Callable | None = None  # random access: index -> {'encoded', 'label'}
     decode_encoded: Callable | None = None  # streaming: record -> {'encoded', 'label'}
+    # Example indices (memory banks key on them) lie in [0, index_size); 0: the examples have
+    # none. A random-access split's are its read indices; a streamed TFDS split's are the
+    # records' rows in the whole prepared split (``decode`` adds them as 'index').
+    index_size: int = 0
+
+    def __post_init__(self):
+        if self.random_access and not self.index_size:
+            self.index_size = self.num_examples
 
     @property
     def random_access(self):
@@ -99,6 +107,31 @@ def _not_prepared(name, split, data_dir, err):
         f"point --config.data.data_dir at the folder that holds it. ({err})")
 
 
+def _tfds_record_index(builder, split):
+    """``(tfds_id -> int32 row of the record in its whole split, number of rows)``, or None
+    when the split's shard lengths are unknown (mock data) or it joins splits ('a+b').
+
+    A ``tfds_id`` is ``<name>-<split>.<format>-<shard>-of-<count>__<record in shard>``.
+    """
+    if "+" in split:
+        return None
+    try:
+        lengths = [int(n) for n in builder.info.splits[split.split("[")[0]].shard_lengths]
+    except (KeyError, ValueError):
+        return None
+    if not lengths:
+        return None
+    offsets = tf.constant(np.cumsum([0] + lengths[:-1]), tf.int64)
+
+    def index(tfds_id):
+        number = lambda pattern: tf.strings.to_number(
+            tf.strings.regex_replace(tfds_id, pattern, r"\1"), tf.int64)
+        shard, record = number(r"^.*-(\d+)-of-\d+__\d+$"), number(r"^.*__(\d+)$")
+        return tf.cast(tf.gather(offsets, shard) + record, tf.int32)
+
+    return index, sum(lengths)
+
+
 def _decode_image(record_image, channels):
     return tf.io.decode_image(record_image, channels=channels, expand_animations=False)
 
@@ -113,21 +146,27 @@ def tfds_split(name, split, data_dir=None, in_memory=False, channels=3):
     builder = _tfds_builder(name, data_dir)
     features = builder.info.features
     num_classes = features["label"].num_classes if "label" in features else 0
+    record_index = None if in_memory else _tfds_record_index(builder, split)
+    read_config = tfds.ReadConfig(add_tfds_id=True) if record_index else None
 
     def as_dataset(which):
         try:
-            return builder.as_dataset(split=which, shuffle_files=False,
+            return builder.as_dataset(split=which, shuffle_files=False, read_config=read_config,
                                       decoders={"image": tfds.decode.SkipDecoding()})
         except (AssertionError, FileNotFoundError, ValueError) as err:
             raise _not_prepared(name, split, data_dir, err) from None
 
     def decode_encoded(record):
         label = tf.cast(record["label"], tf.int32) if num_classes else tf.constant(-1, tf.int32)
-        return {"encoded": record["image"], "label": label}
+        example = {"encoded": record["image"], "label": label}
+        if record_index:
+            example["index"] = record_index[0](record["tfds_id"])
+        return example
 
     def decode(record):
         example = decode_encoded(record)
-        return {"image": _decode_image(example["encoded"], channels), "label": example["label"]}
+        example["image"] = _decode_image(example.pop("encoded"), channels)
+        return example
 
     if in_memory:
         ds = as_dataset(split).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
@@ -149,7 +188,8 @@ def tfds_split(name, split, data_dir=None, in_memory=False, channels=3):
         return as_dataset(shard)
 
     return Split(f"{name}/{split}", num_examples, num_classes, stream=stream, decode=decode,
-                 channels=channels, decode_encoded=decode_encoded)
+                 channels=channels, decode_encoded=decode_encoded,
+                 index_size=record_index[1] if record_index else 0)
 
 
 # --- image folders ------------------------------------------------------------------------
