@@ -10,7 +10,7 @@ Presets (``--config=configs/deepclusterv2.py:<preset>``), each with its source a
 digits (default) — scikit-learn's 8x8 handwritten digits, shipped with the install:
     python -m cl_jax.main --config=configs/deepclusterv2.py --workdir=runs/deepclusterv2
   Small ConvNet, two 8x8 global and two 6x6 local crops, 3 x 30 prototypes. The first epoch
-  only fills the memory bank. Four crops per image: about 5 minutes on a 2-core CPU;
+  only fills the memory bank. Four crops per image: about 4 minutes on a 2-core CPU;
   numbers in the README.
 
 cifar10, cifar100 — solo-learn's CIFAR recipe (scripts/pretrain/cifar/deepclusterv2.yaml

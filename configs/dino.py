@@ -7,7 +7,7 @@ digits (default) — scikit-learn's 8x8 handwritten digits, shipped with the ins
     python -m cl_jax.main --config=configs/dino.py --workdir=runs/dino
   Small ConvNet, two 8x8 global crops (BYOL's asymmetric pair) and two 6x6 local crops,
   head 512-512-128 with BatchNorm -> 1024 logits, teacher temperature 0.02, teacher
-  momentum 0.99 -> 1. Four crops per image: about 8 minutes on a
+  momentum 0.99 -> 1. Four crops per image: about 4 minutes on a
   2-core CPU; numbers in the README.
 
 cifar10, cifar100 — solo-learn's CIFAR recipe (scripts/pretrain/cifar/dino.yaml with

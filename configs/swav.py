@@ -7,7 +7,7 @@ digits (default) — scikit-learn's 8x8 handwritten digits, shipped with the ins
     python -m cl_jax.main --config=configs/swav.py --workdir=runs/swav
   Small ConvNet, multi-crop with two 8x8 global crops and two 6x6 local crops (30-70% of
   the image), 64 prototypes for 32-d embeddings, prototypes frozen for 20 epochs, no queue
-  (batch 256 equipartitions 64 prototypes well). Four crops per image: about 8 minutes on a
+  (batch 256 equipartitions 64 prototypes well). Four crops per image: about 5 minutes on a
   2-core CPU; numbers in the README.
 
 cifar10, cifar100 — solo-learn's CIFAR recipe (scripts/pretrain/cifar/swav.yaml with

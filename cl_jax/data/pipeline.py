@@ -63,7 +63,7 @@ def make_views(example, seed, views, mean, std, index=-1, colour=True, channels=
 
     ``example`` has a decoded ``image`` or the ``encoded`` bytes of one with ``channels``
     channels (each view then decodes only its crop of a JPEG). ``index`` is the example's
-    row in a random-access split (memory banks key on it), -1 for a streamed split.
+    index in its split (memory banks key on it; see ``Split.index_size``), -1 if it has none.
     ``colour=False``: views only cropped and flipped, in [0, 1], for the colour ops and
     normalisation on the accelerator.
     """
