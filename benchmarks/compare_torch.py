@@ -13,8 +13,8 @@ What is compared, for each method (SimCLR, BYOL) and ``model@resolution[:batch]`
 - cl_jax: the real jitted train step (``cl_jax.state.make_train_step``) of the method's config
   file (preset ``cifar10`` for ``resnet18`` — CIFAR stem —, ``imagenet`` for ``resnet50``,
   ``digits`` for ``convnet``), state donated, float32 parameters; the encoder computes in
-  ``--dtype`` (auto: bfloat16 on accelerators, the fair partner of torch's bf16 autocast;
-  float32 on CPUs, where XLA may still use TF32 on GPUs as its default precision).
+  ``--dtype`` (auto: bfloat16 on accelerators, the fair partner of torch's bf16 autocast,
+  and float32 on CPUs; in float32 XLA may use TF32 on GPUs, its default precision).
 - PyTorch: the same step written here, mirroring cl_jax module for module: torchvision's
   ResNet (BasicBlock / Bottleneck with the stride on the 3x3 convolution, "v1.5"; CIFAR stem =
   3x3 stride-1 conv without max-pool), BatchNorm momentum 0.1 (= flax 0.9) and eps 1e-5, the
