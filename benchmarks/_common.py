@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from cl_jax import config_lib, device_augment, parallel  # noqa: E402
+from cl_jax import compile_options, config_lib, device_augment, parallel  # noqa: E402
 from cl_jax.state import create_method_and_optimizer, init_train_state, make_train_step  # noqa: E402
 
 PRESET_OF = {"resnet18": "cifar10", "resnet50": "imagenet", "convnet": "digits"}
@@ -109,6 +109,7 @@ class JaxStep:
     compile_s: float
     flops_per_step: float
     num_params: int
+    compiler_options: dict
     metrics: Any = None
 
     def __call__(self):
@@ -133,16 +134,18 @@ def setup_jax_step(method, model, size, batch, mesh, views=None, dtype="float32"
     views = synthetic_views(batch, size, channels_of(model)) if views is None else views
     host = {"views": views, "label": np.zeros((batch,), np.int32)}
     batch_arrays = parallel.to_global(host, mesh)
+    options = compile_options.for_encoder(model, config.model.cpu_dot_library)
     step = jax.jit(make_train_step(method_obj, tx, schedule, 0,
                                    augment=device_augment.from_config(config)),
                    in_shardings=(replicated, parallel.batch_sharding(mesh)),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
+                   out_shardings=(replicated, replicated), donate_argnums=0,
+                   compiler_options=options)
     start = time.perf_counter()
     compiled = step.lower(state, batch_arrays).compile()
     compile_s = time.perf_counter() - start
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
     return JaxStep(config, method_obj, schedule, compiled, state, batch_arrays, compile_s,
-                   flops_of(compiled), num_params)
+                   flops_of(compiled), num_params, options)
 
 
 def time_steps(step, sync, count):

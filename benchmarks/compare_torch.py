@@ -390,7 +390,8 @@ def compare(method, model, size, batch, args, mesh, torch_device, precisions, pe
                    flops_per_step=jax_step.flops_per_step,
                    tflops_per_s=jax_step.flops_per_step / step_s / 1e12,
                    mfu=mfu(jax_step.flops_per_step, step_s, peak), params=jax_step.num_params,
-                   loss=float(jax_step.metrics["loss"]))
+                   loss=float(jax_step.metrics["loss"]),
+                   compiler_options=jax_step.compiler_options)
     row = {"method": method, "model": model, "image_size": size, "batch": batch,
            "images_per_s": jax_row["images_per_s"], "jax": jax_row, "torch": None}
     if runs:

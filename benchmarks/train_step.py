@@ -46,6 +46,7 @@ def benchmark(method, model, size, batch, steps, warmup, mesh, dtype, peak, colo
             "dtype": dtype, "colour_on_device": colour_on_device, "step_ms": 1000 * step_s,
             "images_per_s": batch / step_s,
             "compile_s": step.compile_s, "flops_per_step": step.flops_per_step,
+            "compiler_options": step.compiler_options,
             "tflops_per_s": step.flops_per_step / step_s / 1e12,
             "mfu": mfu(step.flops_per_step, step_s, peak), "loss": float(step.metrics["loss"])}
 

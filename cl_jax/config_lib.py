@@ -93,7 +93,10 @@ def base_config():
         # Compute dtype of the encoder: "bfloat16" for mixed precision (parameters, optimiser
         # state, heads and losses stay float32); remat recomputes block activations in the
         # backward pass (ResNet, ViT) to save memory.
-        dtype="float32", remat=False))
+        dtype="float32", remat=False,
+        # On a CPU: the library for convolutions and matrix products, "auto" / "eigen" /
+        # "ynnpack" (cl_jax.compile_options; auto is Eigen for ResNets, which is faster there).
+        cpu_dot_library="auto"))
 
     c.method = ml_collections.ConfigDict(dict(name=""))
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cl_jax import data, device_augment, evaluation, methods, models, parallel
+from cl_jax import compile_options, data, device_augment, evaluation, methods, models, parallel
 from cl_jax.checkpoint import Checkpointer, PreemptionGuard
 from cl_jax.data import pipeline
 from cl_jax.errors import ConfigError, UserError
@@ -70,6 +70,8 @@ def validate(config):
         raise ConfigError("Set --config.num_epochs > 0 or --config.total_steps >= 0.")
     for name, value, allowed in (("nonfinite", config.nonfinite, ("stop", "skip")),
                                  ("model.dtype", config.model.dtype, ("float32", "bfloat16")),
+                                 ("model.cpu_dot_library", config.model.cpu_dot_library,
+                                  compile_options.CPU_DOT_LIBRARIES),
                                  ("data.bad_images", config.data.bad_images, ("skip", "fail"))):
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got "
@@ -150,7 +152,13 @@ def jit_train_step(exp: Experiment):
                            augment=device_augment.from_config(exp.config))
     return jax.jit(step,
                    in_shardings=(shardings, parallel.batch_sharding(exp.mesh)),
-                   out_shardings=(shardings, parallel.replicated(exp.mesh)), donate_argnums=0)
+                   out_shardings=(shardings, parallel.replicated(exp.mesh)), donate_argnums=0,
+                   compiler_options=encoder_compiler_options(exp.config))
+
+
+def encoder_compiler_options(config):
+    """XLA options for programs that run the encoder (cl_jax.compile_options)."""
+    return compile_options.for_encoder(config.model.encoder, config.model.cpu_dot_library)
 
 
 def extract_features(exp: Experiment, state, split):
@@ -166,7 +174,8 @@ def extract_features(exp: Experiment, state, split):
     embed = jax.jit(
         lambda params, batch_stats, x: network.apply(
             {"params": params, "batch_stats": batch_stats}, x, method=network.features),
-        out_shardings=parallel.batch_sharding(exp.mesh))
+        out_shardings=parallel.batch_sharding(exp.mesh),
+        compiler_options=encoder_compiler_options(c))
     features, labels, masks = [], [], []
     for host_batch in batches:
         batch = parallel.to_global(host_batch, exp.mesh)

@@ -1,5 +1,7 @@
 """Train-step options: bfloat16 compute, rematerialisation, colour augmentation on the
-device; and a train step that compiles once per run."""
+device, the CPU library for convolutions; and a train step that compiles once per run."""
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config, train_steps
 
-from cl_jax import device_augment, parallel, train
+from cl_jax import compile_options, device_augment, parallel, train
 from cl_jax.errors import ConfigError
 from cl_jax.models import ResNet
 
@@ -109,3 +111,70 @@ def test_colour_on_device_trains_through_the_loop(tmp_path):
     assert len(out) == 2 and out[0].shape == (4, 8, 8, 1)
     assert not np.allclose(out[0], out[1])  # per-view, per-example random draws
     assert device_augment.from_config(tiny_config("byol")) is None
+
+
+def test_cpu_dot_library_choice():
+    eigen = compile_options.EIGEN_DOTS
+    assert compile_options.for_encoder("resnet18") == eigen  # auto: Eigen for ResNets
+    assert compile_options.for_encoder("resnet50", "eigen") == eigen
+    assert compile_options.for_encoder("vit_tiny") == {}  # YNNPACK is faster for matmuls
+    assert compile_options.for_encoder("convnet") == {}
+    assert compile_options.for_encoder("vit_tiny", "eigen") == eigen
+    assert compile_options.for_encoder("resnet18", "ynnpack") == {}
+    with pytest.raises(ValueError, match="cpu_dot_library must be one of"):
+        compile_options.for_encoder("resnet18", "mkl")
+    config = tiny_config("byol")
+    config.model.cpu_dot_library = "mkl"
+    with pytest.raises(ConfigError, match="model.cpu_dot_library must be one of 'auto'"):
+        train.create_experiment(config)
+
+
+def ynn_convolutions(compiled_text):
+    """How many convolutions XLA put inside YNNPACK fusions."""
+    ynn = set(re.findall(r"kind=kCustom, calls=%([\w.\-]+).*__ynn_fusion", compiled_text))
+    bodies = re.split(r"\n(?=\S)", compiled_text)
+    return sum(b.count("convolution(") for b in bodies if b.split(" ")[0].lstrip("%") in ynn)
+
+
+def test_eigen_convolutions_move_resnet_convolutions_out_of_ynnpack_with_the_same_numbers():
+    model = ResNet(depth=18, stem="cifar", stage_sizes=(1, 1))
+    x = jax.random.normal(jax.random.key(0), (8, 16, 16, 3))
+    variables = model.init(jax.random.key(1), x)
+
+    def loss(params):
+        out, _ = model.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+        return jnp.sum(out ** 2)
+
+    def compile_grad(options):
+        return jax.jit(jax.value_and_grad(loss), compiler_options=options).lower(
+            variables["params"]).compile()
+
+    eigen = compile_options.for_encoder("resnet18", "eigen")
+    assert eigen, "this jaxlib does not take the option: cl_jax.compile_options needs updating"
+    default, with_eigen = compile_grad({}), compile_grad(eigen)
+    assert ynn_convolutions(default.as_text()) >= 10  # 17 convolutions, most in YNNPACK
+    assert ynn_convolutions(with_eigen.as_text()) <= 2
+    (value, grads), (eigen_value, eigen_grads) = (default(variables["params"]),
+                                                  with_eigen(variables["params"]))
+    np.testing.assert_allclose(eigen_value, value, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(eigen_grads), jax.tree.leaves(grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_loop_compiles_resnets_with_eigen_convolutions(monkeypatch):
+    config = tiny_config("simclr")
+    config.model.update(encoder="resnet18", stem="cifar")
+    exp = train.create_experiment(config)
+    options = []
+    jit = jax.jit
+
+    def spy(fun, **kwargs):
+        options.append(kwargs.get("compiler_options"))
+        return jit(fun, **kwargs)
+
+    monkeypatch.setattr(jax, "jit", spy)
+    train.jit_train_step(exp)
+    assert options[-1] == compile_options.EIGEN_DOTS
+    exp.config.model.cpu_dot_library = "ynnpack"
+    train.jit_train_step(exp)
+    assert options[-1] == {}
