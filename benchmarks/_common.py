@@ -134,7 +134,7 @@ def setup_jax_step(method, model, size, batch, mesh, views=None, dtype="float32"
     views = synthetic_views(batch, size, channels_of(model)) if views is None else views
     host = {"views": views, "label": np.zeros((batch,), np.int32)}
     batch_arrays = parallel.to_global(host, mesh)
-    options = compile_options.for_encoder(model, config.model.cpu_dot_library)
+    options = compile_options.for_model(config.model)
     step = jax.jit(make_train_step(method_obj, tx, schedule, 0,
                                    augment=device_augment.from_config(config)),
                    in_shardings=(replicated, parallel.batch_sharding(mesh)),

@@ -47,3 +47,8 @@ def for_encoder(encoder, cpu_dot_library="auto"):
     if cpu_dot_library == "auto" and not encoder.startswith("resnet"):
         return {}
     return dict(EIGEN_DOTS) if _xla_accepts(tuple(EIGEN_DOTS.items())) else {}
+
+
+def for_model(model_config):
+    """``for_encoder`` of a config's ``model`` section (its encoder and cpu_dot_library)."""
+    return for_encoder(model_config.encoder, model_config.cpu_dot_library)

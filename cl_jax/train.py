@@ -153,12 +153,7 @@ def jit_train_step(exp: Experiment):
     return jax.jit(step,
                    in_shardings=(shardings, parallel.batch_sharding(exp.mesh)),
                    out_shardings=(shardings, parallel.replicated(exp.mesh)), donate_argnums=0,
-                   compiler_options=encoder_compiler_options(exp.config))
-
-
-def encoder_compiler_options(config):
-    """XLA options for programs that run the encoder (cl_jax.compile_options)."""
-    return compile_options.for_encoder(config.model.encoder, config.model.cpu_dot_library)
+                   compiler_options=compile_options.for_model(exp.config.model))
 
 
 def extract_features(exp: Experiment, state, split):
@@ -175,7 +170,7 @@ def extract_features(exp: Experiment, state, split):
         lambda params, batch_stats, x: network.apply(
             {"params": params, "batch_stats": batch_stats}, x, method=network.features),
         out_shardings=parallel.batch_sharding(exp.mesh),
-        compiler_options=encoder_compiler_options(c))
+        compiler_options=compile_options.for_model(c.model))
     features, labels, masks = [], [], []
     for host_batch in batches:
         batch = parallel.to_global(host_batch, exp.mesh)
