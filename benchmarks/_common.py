@@ -128,13 +128,13 @@ def setup_jax_step(method, model, size, batch, mesh, views=None, dtype="float32"
     method_obj, schedule, tx = create_method_and_optimizer(
         config, 0, total_steps=TOTAL_STEPS, steps_per_epoch=STEPS_PER_EPOCH)
     replicated = parallel.replicated(mesh)
-    sample = jnp.zeros((2, size, size, channels_of(model)))
+    sample = {"views": (jnp.zeros((2, size, size, channels_of(model))),)}
     state = jax.jit(lambda rng: init_train_state(method_obj, tx, rng, sample),
                     out_shardings=replicated)(jax.random.key(0))
     views = synthetic_views(batch, size, channels_of(model)) if views is None else views
     host = {"views": views, "label": np.zeros((batch,), np.int32)}
     batch_arrays = parallel.to_global(host, mesh)
-    options = compile_options.for_model(config.model)
+    options = compile_options.for_run(config)
     step = jax.jit(make_train_step(method_obj, tx, schedule, 0,
                                    augment=device_augment.from_config(config)),
                    in_shardings=(replicated, parallel.batch_sharding(mesh)),

@@ -19,8 +19,9 @@ What is compared, for each method (SimCLR, BYOL) and ``model@resolution[:batch]`
   ResNet (BasicBlock / Bottleneck with the stride on the 3x3 convolution, "v1.5"; CIFAR stem =
   3x3 stride-1 conv without max-pool), BatchNorm momentum 0.1 (= flax 0.9) and eps 1e-5, the
   config's projector / predictor MLPs (Linear without bias -> BatchNorm -> ReLU, then Linear
-  with bias), both views concatenated into one forward pass (BatchNorm statistics over both
-  views, as cl_jax's ``apply_to_views``), the same loss (NT-Xent over the 2N views at the
+  with bias), the views grouped as each method's ``view_grouping`` (SimCLR: both views in
+  one forward pass, BatchNorm statistics over both; BYOL: each view its own pass, in the
+  online and the target network), the same loss (NT-Xent over the 2N views at the
   config's temperature; BYOL's symmetric ``2 - 2 cos`` with the target network in training
   mode and no gradient), the same LARS as ``cl_jax.optim.lars`` (decay and trust ratio on
   weights with ndim > 1, LARC clipping when the config has ``clip_lr``, momentum 0.9, the
@@ -83,7 +84,7 @@ from _common import (  # noqa: E402
 )
 
 from cl_jax import parallel  # noqa: E402
-from cl_jax.methods.byol import cosine_ema_decay  # noqa: E402
+from cl_jax.methods._target import momentum_schedule  # noqa: E402
 from cl_jax.models.resnet import STAGE_SIZES  # noqa: E402
 
 try:
@@ -312,15 +313,15 @@ class TorchStep:
 
     def loss(self, x1, x2):
         n = x1.shape[0]
-        x = torch.cat([x1, x2])
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
-            z, p = self.online(x)
             if self.method == "simclr":
+                z, _ = self.online(torch.cat([x1, x2]))
                 return nt_xent(z[:n], z[n:], self.temperature)
+            (_, p1), (_, p2) = self.online(x1), self.online(x2)
             with torch.no_grad():
-                t, _ = self.target(x)
-            return byol_loss(p[:n], t[n:]) + byol_loss(p[n:], t[:n])
+                (t1, _), (t2, _) = self.target(x1), self.target(x2)
+            return byol_loss(p1, t2) + byol_loss(p2, t1)
 
     def __call__(self, loss_fn=None):
         k = min(self.k, len(self.lrs) - 1)
@@ -367,8 +368,8 @@ def compare(method, model, size, batch, args, mesh, torch_device, precisions, pe
     jax_step = setup_jax_step(method, model, size, batch, mesh, views,
                               dtype=resolve_dtype(args.dtype))
     lrs = np.asarray(jax_step.schedule(np.arange(TOTAL_STEPS)))
-    taus = (np.asarray(cosine_ema_decay(np.arange(TOTAL_STEPS), TOTAL_STEPS,
-                                        jax_step.config.method.tau_base))
+    taus = (np.asarray(momentum_schedule(np.arange(TOTAL_STEPS), TOTAL_STEPS,
+                                         jax_step.config.method.tau_base))
             if method == "byol" else None)
     time_steps(jax_step, jax_step.sync, args.warmup)
     runs = []

@@ -29,8 +29,11 @@ KEYS = ("knn_top1", "linear_top1", "fewshot_top1")
 
 
 def available_methods():
-    return sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "configs"))
-                  if f.endswith(".py") and not f.startswith("_"))
+    """The configs whose default preset is the embedded digits (not the image-text ones)."""
+    from cl_jax import config_lib
+
+    return [name for name in config_lib.config_names()
+            if config_lib.load_config_module(name).PRESETS[0] == "digits"]
 
 
 def run(method, workdir, overrides=()):

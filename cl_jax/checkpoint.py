@@ -14,8 +14,11 @@ import os
 import signal
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+
+from cl_jax.errors import UserError
 
 
 class Checkpointer:
@@ -40,7 +43,13 @@ class Checkpointer:
         if step is None:
             return state
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        try:
+            return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except (ValueError, KeyError, TypeError) as err:
+            raise UserError(
+                f"The checkpoint of step {step} in {self.directory} does not fit this run's "
+                f"state (another method or model wrote it): {str(err).splitlines()[0]} Use "
+                "a new --workdir, or the config of the run that wrote it.") from err
 
     def due(self, step):
         """Whether ``step`` is a multiple of ``every_steps``."""
@@ -54,6 +63,41 @@ class Checkpointer:
     def close(self):
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def load_modules(workdir, modules, params, batch_stats):
+    """``params`` / ``batch_stats`` with the top-level ``modules`` replaced by those of the
+    latest checkpoint of the run in ``workdir`` (``model.init_from``: LiT's locked image tower).
+
+    One ``UserError`` if the run has no checkpoint, lacks a module, or its module's shapes
+    differ from this network's (another encoder or width).
+    """
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    manager = ocp.CheckpointManager(directory) if os.path.isdir(directory) else None
+    step = manager.latest_step() if manager else None
+    if step is None:
+        raise UserError(f"model.init_from={workdir!r} has no checkpoint in {directory}; point it "
+                        "at the --workdir of a finished cl_jax run.")
+    saved = manager.restore(step, args=ocp.args.StandardRestore())
+    manager.close()
+    params, batch_stats = dict(params), dict(batch_stats)
+    for module in modules:
+        if module not in saved["params"]:
+            raise UserError(f"The run in {workdir} has no module {module!r} to initialise from "
+                            f"(it has {', '.join(sorted(saved['params']))}).")
+        for ours, theirs, kind in ((params, saved["params"], "parameters"),
+                                   (batch_stats, saved.get("batch_stats") or {}, "statistics")):
+            if module not in ours:
+                continue
+            want = jax.tree.map(lambda x: x.shape, ours[module])
+            got = jax.tree.map(lambda x: x.shape, theirs.get(module, {}))
+            if want != got:
+                raise UserError(f"The {module} {kind} of the run in {workdir} do not fit this "
+                                f"network's: saved {got}, expected {want}. Give this run the "
+                                "same model fields (model.encoder, model.widths, ...) as that one.")
+            ours[module] = jax.tree.map(lambda x, y: jnp.asarray(y, x.dtype), ours[module],
+                                        theirs[module])
+    return params, batch_stats
 
 
 class PreemptionGuard:

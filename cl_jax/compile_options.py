@@ -8,7 +8,8 @@ reductions to the YNNPACK library. For ResNets, Eigen's convolutions are faster.
 - ViTs, whose work is matrix products: 1.3x slower.
 - The small ConvNet: no change.
 
-``model.cpu_dot_library`` chooses the library for convolutions and matrix products on a CPU:
+``config.cpu_dot_library`` (a run option, not a property of the model) chooses the library
+for convolutions and matrix products on a CPU:
 
 - ``auto``: Eigen for ResNets, YNNPACK otherwise.
 - ``eigen``: Eigen for every encoder.
@@ -49,6 +50,6 @@ def for_encoder(encoder, cpu_dot_library="auto"):
     return dict(EIGEN_DOTS) if _xla_accepts(tuple(EIGEN_DOTS.items())) else {}
 
 
-def for_model(model_config):
-    """``for_encoder`` of a config's ``model`` section (its encoder and cpu_dot_library)."""
-    return for_encoder(model_config.encoder, model_config.cpu_dot_library)
+def for_run(config):
+    """``for_encoder`` of a run config: its ``model.encoder`` and ``cpu_dot_library``."""
+    return for_encoder(config.model.encoder, config.cpu_dot_library)

@@ -4,11 +4,14 @@ A config is an ``ml_collections.ConfigDict``. Every field below exists in every 
 any of them can be overridden on the command line (``--config.batch_size=512``).
 """
 
+import importlib
 import importlib.util
 import os
+import pkgutil
 
 import ml_collections
 
+from cl_jax import configs
 from cl_jax.errors import ConfigError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -61,7 +64,14 @@ def base_config():
     # A step with a NaN/inf loss, gradient or update changes nothing; then "stop" (with one
     # message; the last checkpoint is the last good state) or "skip" it and train on.
     c.nonfinite = "stop"
+    # On a CPU: the library for convolutions and matrix products, "auto" / "eigen" / "ynnpack"
+    # (cl_jax.compile_options; auto is Eigen for ResNets, which is faster there). A run
+    # option: it changes speed, not what is computed.
+    c.cpu_dot_library = "auto"
     c.shard_state = False  # shard params and optimiser state over devices (FSDP), not replicate
+    # A restart in a workdir whose run has another config is an error unless this is True
+    # (changing total_steps / num_epochs, cadences or evaluation is always allowed).
+    c.allow_config_change = False
     c.online_probe = True
     c.probe_lr = 0.1
 
@@ -75,6 +85,16 @@ def base_config():
         # view per image; with two or more, decoding the image once is as fast or faster
         # (benchmarks/RESULTS.md).
         fused_crop=False,
+        # source="glyphs" (cl_jax.data.glyphs): render size, fonts (() = its default set),
+        # and the seed that draws the held-out code points.
+        glyph_size=32, glyph_fonts=(), glyph_seed=0,
+        # More splits of the source for the evaluators (their `split` setting names them),
+        # and a sentencepiece model for captions (empty: trained on the training captions).
+        extra_eval_splits=(), tokenizer_file="",
+        tokenizer_captions=100_000,  # the first so many training captions train the tokenizer
+        # source="csv" / "webdataset" / "coco" (cl_jax.data.captions; see sources.load_split).
+        csv_path="", eval_csv_path="", csv_image_column="filepath", csv_caption_column="title",
+        shards="", eval_shards="",
         bad_images="skip"))  # an unreadable image file: "skip" it (with a warning) or "fail"
 
     c.augment = ml_collections.ConfigDict(dict(
@@ -82,6 +102,8 @@ def base_config():
         # Colour jitter, grayscale, blur, solarize and normalisation inside the jitted step on
         # the accelerator (as the BYOL reference does); the host only crops and flips.
         colour_on_device=False,
+        # Image-text runs: the probability of dropping each word of a caption (on the host).
+        caption_word_dropout=0.0,
         view1=view(8), view2=view(8), local=view(6, crop_scale=(0.2, 0.5))))
 
     c.model = ml_collections.ConfigDict(dict(
@@ -94,9 +116,9 @@ def base_config():
         # state, heads and losses stay float32); remat recomputes block activations in the
         # backward pass (ResNet, ViT) to save memory.
         dtype="float32", remat=False,
-        # On a CPU: the library for convolutions and matrix products, "auto" / "eigen" /
-        # "ynnpack" (cl_jax.compile_options; auto is Eigen for ResNets, which is faster there).
-        cpu_dot_library="auto"))
+        # Initialise the top-level modules init_modules from the latest checkpoint of the run
+        # in init_from (a workdir), e.g. LiT's image tower.
+        init_from="", init_modules=("encoder",)))
 
     c.method = ml_collections.ConfigDict(dict(name=""))
 
@@ -104,15 +126,23 @@ def base_config():
         name="lars", base_lr=0.3, lr_scaling="linear", warmup_epochs=10.0, warmup_steps=-1,
         end_lr_factor=0.0, weight_decay=1e-6, momentum=0.9, nesterov=False,
         trust_coefficient=0.001, clip_lr=False, b1=0.9, b2=0.999,
-        # Modules kept at the peak lr (SimSiam's predictor), and the lr factor of biases and
-        # BatchNorm parameters (Barlow Twins): see cl_jax.optim.
-        constant_lr_modules=(), bias_lr_factor=1.0))
+        lamb_eps=1e-6,  # LAMB's Adam epsilon (You et al. 2020); AdamW keeps optax's 1e-8
+        # Modules kept at the peak lr (SimSiam's predictor), the lr factor of biases and
+        # BatchNorm parameters (Barlow Twins), and modules never updated (LiT's locked image
+        # tower, e.g. ("encoder",)): see cl_jax.optim.
+        constant_lr_modules=(), bias_lr_factor=1.0, frozen_modules=()))
 
+    # How the evaluators see the data: frozen features of centre crops (cl_jax.train).
     c.eval = ml_collections.ConfigDict(dict(
-        image_size=8, crop_fraction=1.0, batch_size=256, max_train_examples=-1,
-        knn_k=200, knn_temperature=0.07,
-        linear_steps=1000, linear_batch_size=1024, linear_lr=0.01, linear_weight_decay=1e-4,
-        fewshot_per_class=3, fewshot_draws=5))
+        image_size=8, crop_fraction=1.0, batch_size=256, max_train_examples=-1))
+    # The evaluators (cl_jax.evaluation.registry): name -> type, cadence, settings.
+    # every_steps: 0 = the run's eval_every_steps, -1 = only at the end. A linear probe runs
+    # `epochs` over its training features if >= 0, else `steps`.
+    probe = dict(epochs=-1.0, steps=1000, batch_size=1024, lr=0.01, weight_decay=1e-4)
+    c.evals = ml_collections.ConfigDict(dict(
+        knn=dict(type="knn", every_steps=0, k=200, temperature=0.07),
+        linear=dict(type="linear", every_steps=0, **probe),
+        fewshot=dict(type="fewshot", every_steps=0, per_class=3, draws=5, **probe)))
     return c
 
 
@@ -150,15 +180,41 @@ def set_data_preset(c, preset):
     return c
 
 
+def config_names():
+    """The packaged configs, ``cl_jax/configs/NAME.py``, by the NAME ``--config=NAME`` takes."""
+    return sorted(m.name for m in pkgutil.iter_modules(configs.__path__)
+                  if not m.name.startswith("_"))
+
+
+def load_config_module(target):
+    """A packaged config by name (``byol``) or a config file by path (``configs/byol.py``)."""
+    names = ", ".join(config_names())
+    if target.endswith(".py") or os.path.dirname(target):
+        if not os.path.exists(target):
+            raise ConfigError(f"No config file at {target!r}. Name a packaged config instead "
+                              f"(e.g. --config=byol:cifar10), one of {names}.")
+        module_spec = importlib.util.spec_from_file_location("cl_jax_config", target)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module
+    if target not in config_names():
+        raise ConfigError(f"No config named {target!r}; choose one of {names}, or give a file "
+                          "path ending in .py (e.g. --config=configs/byol.py).")
+    return importlib.import_module(f"{configs.__name__}.{target}")
+
+
 def load_config_file(spec):
-    """Loads ``path/to/config.py[:preset]`` as the command line does (``get_config(preset)``)."""
-    path, _, preset = spec.partition(":")
-    if not os.path.exists(path):
-        raise ConfigError(f"No config file at {path!r}; configs live in configs/ "
-                          "(e.g. --config=configs/byol.py).")
-    module_spec = importlib.util.spec_from_file_location("cl_jax_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    """Loads ``NAME[:preset]`` (a packaged config) or ``path/to/config.py[:preset]`` as the
+    command line does: ``get_config(preset)``, or ``get_config()`` without a preset.
+
+    A config that declares ``PRESETS`` (all packaged ones do) accepts only those presets.
+    """
+    target, _, preset = spec.partition(":")
+    module = load_config_module(target)
+    presets = getattr(module, "PRESETS", None)
+    if preset and presets is not None and preset not in presets:
+        raise ConfigError(f"Config {target} has no preset {preset!r}; choose one of "
+                          f"{', '.join(presets)}.")
     return module.get_config(preset) if preset else module.get_config()
 
 

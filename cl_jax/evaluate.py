@@ -18,27 +18,36 @@ from cl_jax.errors import UserError
 
 def merge(config, saved):
     """``saved`` (a run's config.json) over ``config``: fields added since the run keep their
-    defaults."""
+    defaults; the run's evaluators replace the defaults."""
     for key, value in saved.items():
-        if isinstance(value, dict) and isinstance(config.get(key), ml_collections.ConfigDict):
+        if key == "evals":
+            config[key] = ml_collections.ConfigDict(value)
+        elif isinstance(value, dict) and isinstance(config.get(key), ml_collections.ConfigDict):
             merge(config[key], value)
         else:
             config[key] = value
     return config
 
 
-def evaluate_workdir(workdir):
+def load_run(workdir):
+    """The experiment of the run in ``workdir`` and its latest checkpointed state."""
     config_path = os.path.join(workdir, "config.json")
     if not os.path.exists(config_path):
         raise UserError(f"No config.json in {workdir!r}: is it the --workdir of a training run?")
     with open(config_path) as f:
         config = merge(config_lib.base_config(), json.load(f))
-    exp = train.create_experiment(config)
+    exp = train.create_experiment(config, workdir=workdir)
     checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), 0)
     if checkpointer.latest_step is None:
-        raise UserError(f"No checkpoint in {workdir}/checkpoints to evaluate.")
+        checkpointer.close()
+        raise UserError(f"No checkpoint in {workdir}/checkpoints; train the run first.")
     state = checkpointer.restore_latest(train.initial_state(exp))
     checkpointer.close()
+    return exp, state
+
+
+def evaluate_workdir(workdir):
+    exp, state = load_run(workdir)
     results = train.evaluate(exp, state)
     train.write_eval(workdir, int(state.step), results)
     print(train.summary_line(int(state.step), results), flush=True)

@@ -1,4 +1,8 @@
-"""Command line: ``python -m cl_jax.main --config=configs/byol.py[:preset] --workdir=runs/x``.
+"""Command line: ``python -m cl_jax.main --config=byol[:preset] --workdir=runs/x``.
+
+``--config`` names a packaged config (``cl_jax/configs/byol.py``, from any directory) or a
+config file's path, e.g. ``configs/byol.py:cifar10`` in a checkout (``configs`` links to
+``cl_jax/configs``) or a file of your own with a ``get_config(preset)``.
 
 Any config field can be overridden, e.g. ``--config.batch_size=512``. Errors a user can fix
 (missing data, bad config, an unknown field) are printed as one message, without a
@@ -10,9 +14,6 @@ processes find each other by themselves; elsewhere pass ``--coordinator_address=
 """
 
 import difflib
-import glob
-import importlib.util
-import os
 import re
 import sys
 
@@ -22,8 +23,22 @@ from ml_collections import config_flags
 from cl_jax import config_lib, parallel
 from cl_jax.errors import UserError
 
+
+class ConfigParser(flags.ArgumentParser):
+    """Parses ``--config`` with ``config_lib.load_config_file``: a packaged config's name or a
+    file's path, each with an optional ``:preset``. Errors surface while flags are parsed."""
+
+    def parse(self, spec):
+        return config_lib.load_config_file(spec).lock()
+
+    def flag_type(self):
+        return "config object"
+
+
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file and preset, e.g. configs/byol.py:cifar10.", lock_config=True)
+    "config", None, "A packaged config's name or a config file's path, and a preset: "
+    "byol:cifar10 or configs/byol.py:cifar10 (--list shows them).")
+flags.FLAGS[_CONFIG.name].parser = ConfigParser()  # names as well as paths; locks the config
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, eval.json.")
 _LIST = flags.DEFINE_bool("list", False, "Print the registered methods and every config's "
                           "presets, then exit.")
@@ -75,49 +90,17 @@ def parse_flags(argv):
         fail(unknown_field_message(argv))
 
 
-def config_presets(path):
-    """The presets ``path``'s ``get_config`` accepts, default first.
-
-    A config file may list them in a module-level ``PRESETS`` tuple; otherwise the candidates
-    are ``config_lib.PRESETS`` plus the names its docstring describes (lines such as
-    ``cifar10, cifar100 — ...``), and a candidate counts if ``get_config`` accepts it.
-    """
-    spec = importlib.util.spec_from_file_location("cl_jax_listed_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    default = module.get_config()
-    if hasattr(module, "PRESETS"):
-        return tuple(module.PRESETS), default.method.name
-    described = re.findall(r"^([a-z][\w-]*(?:, [a-z][\w-]*)*)(?: \(default\))? [—-]+ ",
-                           module.__doc__ or "", re.MULTILINE)
-    candidates = [n for line in described for n in line.split(", ")]
-    candidates += [n for n in config_lib.PRESETS if n not in candidates]
-    presets = []
-    for name in candidates:
-        try:
-            module.get_config(name)
-        except Exception:  # noqa: BLE001 - any failure means the preset is not offered
-            continue
-        presets.append(name)
-    return tuple(presets), default.method.name
-
-
-def list_methods_and_configs(config_dir=None):
-    """What ``--list`` prints: registered methods, then each config file with its presets."""
+def list_methods_and_configs():
+    """What ``--list`` prints: the registered methods, then each packaged config's presets."""
     from cl_jax import methods
 
-    config_dir = config_dir or os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "configs")
     lines = ["Methods (--config.method.name):", "  " + ", ".join(methods.METHODS), "",
-             "Configs (--config=FILE[:PRESET], the first preset is the default):"]
-    for path in sorted(glob.glob(os.path.join(config_dir, "*.py"))):
-        shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
-        try:
-            presets, method = config_presets(path)
-        except Exception as err:  # noqa: BLE001 - report a broken file, keep listing
-            lines.append(f"  {shown}: cannot be loaded ({type(err).__name__}: {err})")
-            continue
-        lines.append(f"  {shown} (method {method}): {', '.join(presets)}")
+             "Configs (--config=NAME[:PRESET]; in a checkout also --config=configs/NAME.py"
+             "[:PRESET]; the first preset is the default):"]
+    for name in config_lib.config_names():
+        module = config_lib.load_config_module(name)
+        method = module.get_config().method.name
+        lines.append(f"  {name} (method {method}): {', '.join(module.PRESETS)}")
     return "\n".join(lines)
 
 
@@ -158,12 +141,7 @@ def main(argv):
     config = _CONFIG.value
     if config is None or _WORKDIR.value is None:
         fail("both --config and --workdir are required, e.g. "
-             "--config=configs/byol.py --workdir=runs/byol (--list shows the configs)")
-    try:
-        config.keys()  # config_flags reports a file that failed to load on first use
-    except OSError as err:
-        fail(f"cannot load the config file: {err.__cause__ or err}".strip() +
-             "\nConfigs live in configs/, e.g. --config=configs/byol.py:cifar10.")
+             "--config=byol --workdir=runs/byol (--list shows the configs)")
     initialize_distributed()
     from cl_jax import train  # after jax.distributed.initialize, which must come first
 

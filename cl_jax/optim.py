@@ -1,4 +1,4 @@
-"""Optimisers and schedules: LARS / SGD / AdamW, linear warmup then cosine decay, lr scaling.
+"""Optimisers and schedules: LARS / LAMB / SGD / AdamW, warmup then cosine decay, lr scaling.
 
 - LARS (You et al. 2017) as in the BYOL reference (deepmind-research ``byol/utils/
   optimizers.py``): ``u = g + wd * w``; ``u *= eta * |w| / |u|``; momentum on ``u``; then
@@ -6,6 +6,8 @@
   dimensions) are excluded from weight decay and from the trust ratio (BYOL appendix C;
   SimCLR's ``EXCLUDE_FROM_WEIGHT_DECAY``). ``clip_lr=True`` is LARC's clipping as used by
   solo-learn: the per-layer rate ``lr * trust`` never exceeds ``lr``.
+- LAMB (You et al. 2020, algorithm 2): Adam's bias-corrected moments, then LARS' decay and
+  trust ratio (with ``eta = 1``) on the same parameters; biases and norms get plain Adam.
 - Learning-rate scaling by the global batch: ``linear`` (``base_lr * batch / 256``, Goyal
   et al. 2017, the BYOL and SimCLR ImageNet recipes), ``sqrt`` (``base_lr * sqrt(batch)``,
   SimCLR appendix B.1) or ``none``.
@@ -16,9 +18,12 @@
 - ``bias_lr_factor``: biases and BatchNorm parameters get ``factor x`` the rate: Barlow
   Twins trains them at 0.0048 x batch/256 beside 0.2 x batch/256 for the weights (Zbontar et
   al. 2021, section 4).
+- ``frozen_modules``: top-level modules (e.g. ``("encoder",)``) whose parameters never
+  change, and whose optimiser state is empty: LiT's locked image tower (Zhai et al. 2022).
 """
 
 import math
+import operator
 from typing import NamedTuple
 
 import jax
@@ -49,6 +54,11 @@ def warmup_cosine(peak, warmup_steps, total_steps, end_factor=0.0):
 def is_matrix(params):
     """Mask that is True for weights with two or more dimensions (not biases, not norms)."""
     return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def is_vector(params):
+    """The complement of ``is_matrix``: biases and norm parameters."""
+    return jax.tree.map(operator.not_, is_matrix(params))
 
 
 class TrustRatioState(NamedTuple):
@@ -96,39 +106,69 @@ def lars(learning_rate, weight_decay, momentum=0.9, trust_coefficient=0.001, cli
     )
 
 
+def lamb(learning_rate, weight_decay, b1=0.9, b2=0.999, eps=1e-6, mask=is_matrix):
+    """LAMB (You et al. 2020, "Large Batch Optimization for Deep Learning", algorithm 2).
+
+    ``m_hat, v_hat``: Adam's moments of the gradient, bias-corrected; ``r = m_hat /
+    (sqrt(v_hat) + eps) + wd * w``; ``w -= lr * |w| / |r| * r`` (``phi`` the identity; the
+    ratio is 1 where either norm is 0, as in optax). Decay and trust ratio act on ``mask``ed
+    parameters only, as TF-Addons' LAMB does by default (``exclude_from_layer_adaptation``
+    follows ``exclude_from_weight_decay``); ``optax.lamb`` would apply the ratio to biases too.
+    """
+    return optax.chain(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        optax.add_decayed_weights(weight_decay, mask=mask),
+        scale_by_trust_ratio(1.0, mask),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
 def base_optimizer(config, schedule):
     """The optimiser named ``config.name`` with learning rate ``schedule``."""
     name, wd = config.name, config.weight_decay
     if name == "lars":
         return lars(schedule, wd, config.momentum, config.trust_coefficient, config.clip_lr)
+    if name == "lamb":
+        return lamb(schedule, wd, config.b1, config.b2, config.get("lamb_eps", 1e-6))
     if name == "sgd":
         return optax.chain(optax.add_decayed_weights(wd, mask=is_matrix),
                            optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov))
     if name == "adamw":
         return optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=wd, mask=is_matrix)
-    raise ValueError(f"optim.name must be 'lars', 'sgd' or 'adamw', got {name!r}")
+    raise ValueError(f"optim.name must be 'lars', 'lamb', 'sgd' or 'adamw', got {name!r}")
 
 
 def create_optimizer(config, schedule, peak_lr=None):
-    """``config.name`` with learning rate ``schedule``; ``constant_lr_modules`` at ``peak_lr``
-    and ``bias_lr_factor`` as in the module docstring."""
+    """``config.name`` with learning rate ``schedule``; ``constant_lr_modules`` at ``peak_lr``,
+    ``bias_lr_factor`` and ``frozen_modules`` as in the module docstring."""
     tx = base_optimizer(config, schedule)
     constant = tuple(config.get("constant_lr_modules", ()))
     if constant:
-
-        def labels(params):
-            if not set(constant) <= set(params):
-                raise ValueError(f"optim.constant_lr_modules names {sorted(constant)}, but the "
-                                 f"network's modules are {sorted(params)}.")
-            return {k: "constant" if k in constant else "scheduled" for k in params}
-
         tx = optax.multi_transform(
-            {"scheduled": tx, "constant": base_optimizer(config, peak_lr)}, labels)
+            {"scheduled": tx, "constant": base_optimizer(config, peak_lr)},
+            module_labels("constant_lr_modules", constant, "constant", "scheduled"))
     factor = config.get("bias_lr_factor", 1.0)
     if factor != 1.0:
-        is_vector = lambda params: jax.tree.map(lambda p: p.ndim <= 1, params)
         tx = optax.chain(tx, optax.masked(optax.scale(factor), is_vector))
+    frozen = tuple(config.get("frozen_modules", ()))
+    if frozen:  # outermost: the other transforms keep no state for the frozen modules
+        tx = optax.multi_transform(
+            {"trained": tx, "frozen": optax.set_to_zero()},
+            module_labels("frozen_modules", frozen, "frozen", "trained"))
     return tx
+
+
+def module_labels(field, modules, inside, outside):
+    """``optax.multi_transform`` labels: ``inside`` for the top-level ``modules``, else
+    ``outside``; a clear error (at ``init``) if the params lack one of ``modules``."""
+
+    def labels(params):
+        if not set(modules) <= set(params):
+            raise ValueError(f"optim.{field} names {sorted(modules)}, but the network's "
+                             f"top-level modules are {sorted(params)}.")
+        return {k: inside if k in modules else outside for k in params}
+
+    return labels
 
 
 def learning_rate_schedule(config, batch_size, total_steps, steps_per_epoch):

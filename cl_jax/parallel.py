@@ -86,14 +86,12 @@ def cluster_detected():
     if all(name in os.environ for name in SLURM_VARIABLES):
         return "slurm"
     try:
-        from jax._src.clusters import ClusterEnv  # JAX's own detection; private, so guarded
+        # JAX has no public cluster detection: its own TPU checks (GKE's environment, GCE's
+        # metadata server) are the only ones that agree with jax.distributed.initialize().
+        from jax._src.clusters import GceTpuCluster, GkeTpuCluster
     except ImportError:
         return "tpu" if os.environ.get("TPU_WORKER_HOSTNAMES") else None
-    for env in ClusterEnv._cluster_types:
-        if "tpu" in env.__name__.lower() and not env.opt_in_only_method \
-                and env.is_env_present():
-            return "tpu"
-    return None
+    return "tpu" if GkeTpuCluster.is_env_present() or GceTpuCluster.is_env_present() else None
 
 
 def initialize_distributed(**kwargs):
@@ -118,15 +116,17 @@ _barriers = itertools.count()
 def barrier(name, timeout_s=1800):
     """Waits until every process gets here (a no-op with one process).
 
-    Uses the coordination service, not a collective: on CPU, gloo gives up on a collective
-    whose peers arrive more than 30 s apart, which a slow compilation on one host causes.
+    Uses the coordination service that ``jax.distributed.initialize`` started, not a
+    collective such as ``multihost_utils.sync_global_devices``: on CPU, gloo gives up on a
+    collective whose peers arrive more than 30 s apart, which a slow compilation on one host
+    causes. JAX has no public handle on that service; Orbax's public barrier is one.
     """
     if jax.process_count() == 1:
         return
-    from jax._src import distributed  # the client jax.distributed.initialize started
+    from orbax.checkpoint import multihost  # imported here: main imports this module early
 
-    distributed.global_state.client.wait_at_barrier(f"cl_jax/{name}/{next(_barriers)}",
-                                                    timeout_s * 1000)
+    wait = multihost.get_barrier_sync_fn()
+    wait(key=f"cl_jax/{name}/{next(_barriers)}", timeout_ms=timeout_s * 1000)
 
 
 def compile_together(jitted, *args):

@@ -58,10 +58,10 @@ def create_method_and_optimizer(config, num_classes, total_steps, steps_per_epoc
     return method, schedule, tx
 
 
-def init_train_state(method, tx, rng, sample_image) -> TrainState:
-    """Initialises the network on ``sample_image`` (one view's batch) and the optimiser."""
+def init_train_state(method, tx, rng, sample) -> TrainState:
+    """Initialises the network on ``sample`` (``method.sample_inputs``) and the optimiser."""
     init_rng, extra_rng = jax.random.split(rng)
-    variables = method.network.init(init_rng, sample_image, train=True)
+    variables = method.init_variables(init_rng, sample)
     params = variables["params"]
     batch_stats = variables.get("batch_stats", {})
     extra = method.init_extra(params, batch_stats, extra_rng)
@@ -87,15 +87,14 @@ def loss_and_grads(method, state: TrainState, batch, rng):
 
     Returns ``(metrics, aux, grads)``; ``metrics['loss']`` is the method's loss alone.
     """
-    views, labels = batch["views"], batch["label"]
-    index = {"index": batch["index"]} if method.needs_index else {}
+    inputs = {k: batch[k] for k in method.inputs}
+    labels = batch.get("label")
 
     def loss_fn(params):
-        loss, aux = method.loss(params, state.batch_stats, state.extra, views, labels, rng,
-                                state.step, **index)
+        loss, aux = method.loss(params, state.batch_stats, state.extra, inputs, rng, state.step)
         metrics = dict(aux.metrics, loss=loss)
         total = loss
-        if aux.probe_logits is not None:
+        if aux.probe_logits is not None and labels is not None:
             probe_loss, probe_acc = online_probe_loss(aux.probe_logits, labels, aux.probe_views)
             total = total + probe_loss
             metrics.update(probe_loss=probe_loss, probe_acc=probe_acc)
@@ -142,7 +141,7 @@ def make_train_step(method, tx, schedule, seed, augment=None):
             batch = dict(batch, views=augment(batch["views"], augment_rng))
         metrics, aux, grads = loss_and_grads(method, state, batch, rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params = method.constrain_params(optax.apply_updates(state.params, updates))
         extra = method.update_extra(state.extra, params, aux, state.step)
         model_grads = {k: v for k, v in grads.items() if k != "probe"}
         metrics.update(lr=schedule(state.step), grad_norm=optax.tree.norm(model_grads))

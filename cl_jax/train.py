@@ -19,14 +19,24 @@ import math
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tensorflow as tf
 
-from cl_jax import compile_options, data, device_augment, evaluation, methods, models, parallel
-from cl_jax.checkpoint import Checkpointer, PreemptionGuard
-from cl_jax.data import pipeline
-from cl_jax.errors import ConfigError, UserError
+from cl_jax import (
+    compile_options,
+    data,
+    device_augment,
+    evaluation,
+    methods,
+    models,
+    parallel,
+    resume,
+)
+from cl_jax.checkpoint import Checkpointer, PreemptionGuard, load_modules
+from cl_jax.data import captions, pipeline, text_augment
+from cl_jax.data import tokenizer as tokenizer_lib
+from cl_jax.errors import ConfigError, DataError, UserError
 from cl_jax.metric_writer import MetricWriter
 from cl_jax.state import create_method_and_optimizer, init_train_state, make_train_step
 
@@ -46,6 +56,104 @@ class Experiment:
     method: methods.Method
     schedule: object
     tx: object
+    tokenizer: object = None  # image-text runs: the captions' sentencepiece tokenizer
+    extra_eval_splits: dict = dataclasses.field(default_factory=dict)
+    embed: dict = dataclasses.field(default_factory=dict)  # jitted embedders, one per run
+
+
+class EvalContext:
+    """What the evaluators see (``cl_jax.evaluation.registry``): each thing computed once.
+
+    A split is named ``"train"`` (eval_train), ``"test"`` (eval_test) or by one of
+    ``data.extra_eval_splits``.
+    """
+
+    def __init__(self, exp, state):
+        self.exp, self.state, self.method = exp, state, exp.method
+        self.num_classes = exp.num_classes
+        self._cache = {}
+
+    def split(self, which):
+        exp = self.exp
+        splits = {"train": exp.eval_train_split, "test": exp.eval_test_split,
+                  **exp.extra_eval_splits}
+        if which not in splits:
+            raise ConfigError(f"An evaluator asks for the split {which!r}; the run has "
+                              f"{', '.join(splits)} (data.extra_eval_splits adds more).")
+        return splits[which]
+
+    def _once(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def features(self, which):
+        """(features, labels) of the image encoder on a split, or None."""
+        split = self.split(which)
+        if split is None:
+            return None
+        return self._once(("features", which),
+                          lambda: extract_features(self.exp, self.state, split))
+
+    def image_text(self, which):
+        """Image and caption embeddings of an image-text split, or None."""
+        split = self.split(which)
+        if split is None or not split.captions or self.exp.tokenizer is None:
+            return None  # no captions held in memory (a stream), or no text tower
+
+        def compute():
+            images, labels, kept = extract_features(self.exp, self.state, split,
+                                                    "embed_images", positions=True)
+            texts, example = captions_of(split)
+            row = np.full(split.num_examples, -1)
+            row[kept] = np.arange(len(kept))  # unreadable images' captions match nothing
+            return {"image_embeddings": images, "labels": labels,
+                    "text_embeddings": embed_texts(self.exp, self.state, texts),
+                    "text_to_image": row[example]}
+
+        return self._once(("image_text", which), compute)
+
+    def class_prompt_embeddings(self, which):
+        """(classes, templates, D) text embeddings of the split's zero-shot prompts, or None."""
+        split = self.split(which)
+        if split is None or not split.class_names or not split.templates \
+                or self.exp.tokenizer is None:
+            return None
+        prompts = [t.format(name) for name in split.class_names for t in split.templates]
+
+        def compute():
+            flat = embed_texts(self.exp, self.state, prompts)
+            return flat.reshape(len(split.class_names), len(split.templates), -1)
+
+        return self._once(("prompts", which), compute)
+
+
+def captions_of(split):
+    """Every caption of a split and the example it describes: (texts, example indices). An
+    example has one caption (a string) or several (a tuple)."""
+    texts, example = [], []
+    for i, caption in enumerate(split.captions):
+        several = caption if isinstance(caption, tuple | list) else (caption,)
+        texts += list(several)
+        example += [i] * len(several)
+    return texts, np.asarray(example, np.int64)
+
+
+def caption_tokens(split, tokenizer, max_len):
+    """The split's captions as token tables: (N, L) for one caption per example, else
+    ((N, C, L), counts) with C the most captions of an example (the others padded)."""
+    texts, example = captions_of(split)
+    tokens = tokenizer.encode(texts, max_len)
+    if len(texts) == split.num_examples:
+        return (tokens,)
+    counts = np.bincount(example, minlength=split.num_examples)
+    if counts.min() == 0:
+        raise DataError(f"Example {int(np.argmin(counts))} of {split.name} has no caption; "
+                        "every image of an image-text split needs at least one.")
+    table = np.full((split.num_examples, counts.max(), max_len), tokenizer.pad_id, np.int32)
+    slot = np.arange(len(texts)) - np.repeat(np.cumsum(counts) - counts, counts)
+    table[example, slot] = tokens
+    return table, counts
 
 
 def validate(config):
@@ -57,6 +165,8 @@ def validate(config):
         raise ConfigError(f"Unknown encoder {config.model.encoder!r}; set "
                           f"--config.model.encoder to one of {', '.join(models.ENCODERS)}.")
     method_cls = methods.METHODS[config.method.name]
+    method_cls.validate(config)
+    evaluation.check_evals(config.evals)
     num_views = config.augment.num_global_views + config.augment.num_local_views
     if num_views < method_cls.min_views:
         raise ConfigError(f"{config.method.name} needs at least {method_cls.min_views} views; "
@@ -70,7 +180,7 @@ def validate(config):
         raise ConfigError("Set --config.num_epochs > 0 or --config.total_steps >= 0.")
     for name, value, allowed in (("nonfinite", config.nonfinite, ("stop", "skip")),
                                  ("model.dtype", config.model.dtype, ("float32", "bfloat16")),
-                                 ("model.cpu_dot_library", config.model.cpu_dot_library,
+                                 ("cpu_dot_library", config.cpu_dot_library,
                                   compile_options.CPU_DOT_LIBRARIES),
                                  ("data.bad_images", config.data.bad_images, ("skip", "fail"))):
         if value not in allowed:
@@ -96,7 +206,44 @@ def check_indexable(config, train_split):
                           f"--config.method.num_examples={n} (or 0 to use the split's size).")
 
 
-def create_experiment(config, mesh=None) -> Experiment:
+def run_tokenizer(config, train_split, workdir):
+    """The captions' tokenizer: ``data.tokenizer_file``, the run's own (``workdir``), or one
+    trained on the training captions (saved in ``workdir`` by process 0)."""
+    text = config.method.text
+    texts = lambda: captions.first_captions(train_split, config.data.tokenizer_captions)
+    if workdir is None and not config.data.tokenizer_file:
+        return tokenizer_lib.Tokenizer.from_bytes(
+            tokenizer_lib.train_model_proto(texts(), text.vocab_size))
+    return tokenizer_lib.tokenizer_for_run(workdir or "", texts, text.vocab_size,
+                                           config.data.tokenizer_file,
+                                           write=jax.process_index() == 0)
+
+
+def with_caption_tokens(split, tokenizer, max_len):
+    """``split`` whose examples carry their captions' token ids: from tables made once for a
+    random-access split, by tensorflow-text's sentencepiece op for a stream."""
+    if split.random_access:
+        return data.with_tokens(split, *caption_tokens(split, tokenizer, max_len))
+    encode = captions.caption_tokenizer_op(tokenizer, max_len)
+
+    def tokenized(decode):
+        def decode_with_tokens(record):
+            example = dict(decode(record))
+            if "caption" in example:
+                example["tokens"] = encode(example.pop("caption"))
+            else:  # several captions: the pipeline draws one
+                texts = example.pop("captions")
+                example.update(tokens=encode(texts), num_captions=tf.shape(texts)[0])
+            return example
+
+        return decode_with_tokens if decode is not None else None
+
+    return dataclasses.replace(split, decode=tokenized(split.decode),
+                               decode_encoded=tokenized(split.decode_encoded))
+
+
+def create_experiment(config, mesh=None, workdir=None) -> Experiment:
+    """The run ``config`` describes; ``workdir`` keeps what the run makes once (a tokenizer)."""
     validate(config)
     mesh = mesh or parallel.create_mesh()
     parallel.local_batch_size(config.batch_size, mesh)  # a clear error if it does not divide
@@ -113,8 +260,21 @@ def create_experiment(config, mesh=None) -> Experiment:
             "labelled split (an image folder with one subfolder per class, or a TFDS split "
             "with labels) or pick a self-supervised method.")
 
-    if method_cls.needs_index:
+    if "index" in method_cls.inputs:
         check_indexable(config, train_split)
+        method_cls.validate(config)  # again, now that num_examples is the split's size
+    tokenizer = None
+    if "tokens" in method_cls.inputs:
+        if train_split.captions is None:  # a stream's are () (read from its records)
+            raise ConfigError(
+                f"{config.method.name} trains on image-text pairs, but {train_split.name} has "
+                "no captions; set --config.data.source=glyphs (the embedded set) or a "
+                "captioned source.")
+        tokenizer = run_tokenizer(config, train_split, workdir)
+        config.method.text.update(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
+        train_split = with_caption_tokens(train_split, tokenizer, config.method.text.max_len)
+    extra = {name: data.load_split(config.data, "eval_extra", name)
+             for name in config.data.extra_eval_splits}
     steps_per_epoch = train_split.num_examples / config.batch_size
     total_steps = config.total_steps
     if total_steps < 0:
@@ -122,27 +282,38 @@ def create_experiment(config, mesh=None) -> Experiment:
     probe_classes = num_classes if config.online_probe and train_split.num_classes else 0
     method, schedule, tx = create_method_and_optimizer(config, probe_classes, total_steps,
                                                        steps_per_epoch)
+    method.mesh = mesh
     return Experiment(config, mesh, train_split, eval_train, eval_test, num_classes,
-                      steps_per_epoch, total_steps, method, schedule, tx)
+                      steps_per_epoch, total_steps, method, schedule, tx, tokenizer, extra)
 
 
 def state_init_fn(exp: Experiment):
-    c = exp.config
-    views = data.view_augments(c.augment)
-    sample = jnp.zeros((2, views[0].size, views[0].size, c.data.channels), jnp.float32)
+    sample = exp.method.sample_inputs(exp.config)
     return lambda rng: init_train_state(exp.method, exp.tx, rng, sample)
+
+
+def initial_state(exp: Experiment):
+    """The freshly initialised train state, replicated (or sharded) over the mesh; with
+    ``model.init_from`` its ``model.init_modules`` come from that run's latest checkpoint."""
+    c = exp.config
+    state = jax.jit(state_init_fn(exp), out_shardings=state_sharding(exp))(
+        jax.random.key(c.seed))
+    if not c.model.init_from:
+        return state
+    params, batch_stats = load_modules(c.model.init_from, tuple(c.model.init_modules),
+                                       jax.device_get(state.params),
+                                       jax.device_get(state.batch_stats))
+    _, extra_rng = jax.random.split(jax.random.key(c.seed))  # as init_train_state's
+    extra = exp.method.init_extra(params, batch_stats, extra_rng)
+    state = state.replace(params=params, batch_stats=batch_stats, opt_state=exp.tx.init(params),
+                          extra=extra)
+    return jax.device_put(state, state_sharding(exp))
 
 
 def state_sharding(exp: Experiment):
     """The train state's shardings: replicated, or FSDP-style with ``config.shard_state``."""
     abstract = jax.eval_shape(state_init_fn(exp), jax.random.key(exp.config.seed))
     return parallel.state_sharding(abstract, exp.mesh, exp.config.shard_state)
-
-
-def initial_state(exp: Experiment):
-    """The freshly initialised train state, replicated (or sharded) over the mesh."""
-    return jax.jit(state_init_fn(exp), out_shardings=state_sharding(exp))(
-        jax.random.key(exp.config.seed))
 
 
 def jit_train_step(exp: Experiment):
@@ -153,11 +324,40 @@ def jit_train_step(exp: Experiment):
     return jax.jit(step,
                    in_shardings=(shardings, parallel.batch_sharding(exp.mesh)),
                    out_shardings=(shardings, parallel.replicated(exp.mesh)), donate_argnums=0,
-                   compiler_options=compile_options.for_model(exp.config.model))
+                   compiler_options=compile_options.for_run(exp.config))
 
 
-def extract_features(exp: Experiment, state, split):
-    """Encoder features of a whole split (no augmentation): (features, labels), on host."""
+def embedder(exp, name):
+    """``method.<name>(variables, x)`` jitted once per run, its output sharded on the batch."""
+    if name not in exp.embed:
+        fn = getattr(exp.method, name)
+        exp.embed[name] = jax.jit(
+            lambda params, batch_stats, x: fn({"params": params, "batch_stats": batch_stats}, x),
+            out_shardings=parallel.batch_sharding(exp.mesh),
+            compiler_options=compile_options.for_run(exp.config))
+    return exp.embed[name]
+
+
+def embed_texts(exp, state, texts):
+    """``method.embed_texts`` of every text (tokenised with the run's tokenizer), on host."""
+    c = exp.config
+    tokens = exp.tokenizer.encode(list(texts), c.method.text.max_len)
+    size = c.eval.batch_size
+    padded = np.pad(tokens, ((0, -len(tokens) % size), (0, 0)), constant_values=0)
+    embed = embedder(exp, "embed_texts")
+    local = size // jax.process_count()
+    mine = slice(jax.process_index() * local, (jax.process_index() + 1) * local)
+    out = []
+    for start in range(0, len(padded), size):
+        rows = parallel.to_global({"t": padded[start:start + size][mine]}, exp.mesh)["t"]
+        out.append(parallel.to_host(embed(state.params, state.batch_stats, rows)))
+    return np.concatenate(out)[:len(tokens)]
+
+
+def extract_features(exp: Experiment, state, split, fn="image_features", positions=False):
+    """``method.<fn>`` (the encoder's features) of a whole split, no augmentation:
+    (features, labels), on host; with ``positions``, also each row's place in the split (a
+    random-access split's index; unreadable images are left out)."""
     c = exp.config
     batches = pipeline.eval_batches(
         split, bad_images=c.data.bad_images, size=c.eval.image_size,
@@ -165,12 +365,7 @@ def extract_features(exp: Experiment, state, split):
         global_batch=c.eval.batch_size, process_index=jax.process_index(),
         process_count=jax.process_count(), max_examples=c.eval.max_train_examples
         if split is exp.eval_train_split else -1)
-    network = exp.method.network
-    embed = jax.jit(
-        lambda params, batch_stats, x: network.apply(
-            {"params": params, "batch_stats": batch_stats}, x, method=network.features),
-        out_shardings=parallel.batch_sharding(exp.mesh),
-        compiler_options=compile_options.for_model(c.model))
+    embed = embedder(exp, fn)
     features, labels, masks = [], [], []
     for host_batch in batches:
         batch = parallel.to_global(host_batch, exp.mesh)
@@ -179,64 +374,52 @@ def extract_features(exp: Experiment, state, split):
         labels.append(parallel.to_host(batch["label"]))
         masks.append(parallel.to_host(batch["mask"]))
     keep = np.concatenate(masks) > 0
-    return np.concatenate(features)[keep], np.concatenate(labels)[keep]
+    found = np.concatenate(features)[keep], np.concatenate(labels)[keep]
+    return (*found, np.flatnonzero(keep)) if positions else found
 
 
-def evaluate(exp: Experiment, state):
-    """kNN, linear and few-label linear top-1 on the held-out split, or {} without labels."""
-    if exp.eval_train_split is None or exp.eval_test_split is None or not exp.num_classes:
-        return {}
-    train_features, train_labels = extract_features(exp, state, exp.eval_train_split)
-    test_features, test_labels = extract_features(exp, state, exp.eval_test_split)
-    return evaluation.evaluate_features(train_features, train_labels, test_features,
-                                        test_labels, exp.num_classes, exp.config.eval)
+def evaluate(exp: Experiment, state, step=None, final=True):
+    """The evaluators of ``config.evals`` due at ``step`` (all of them when ``final``)."""
+    c = exp.config
+    step = int(state.step) if step is None else step
+    return evaluation.run_evaluators(EvalContext(exp, state), c.evals, step, final,
+                                     c.eval_every_steps)
+
+
+SUMMARY = (("knn_top1", "kNN top-1"), ("linear_top1", "linear top-1"),
+           ("fewshot_top1", "few-label linear top-1"))
 
 
 def summary_line(step, results):
     if not results:
         return f"step {step}: no labelled evaluation data; nothing to evaluate."
-    line = (f"Evaluation at step {step}: kNN top-1 {results['knn_top1']:.4f} | "
-            f"linear top-1 {results['linear_top1']:.4f}")
-    if "fewshot_top1" in results:
-        line += (f" | few-label linear top-1 {results['fewshot_top1']:.4f} "
-                 f"± {results['fewshot_top1_std']:.4f}")
-    return line
+    named = dict(SUMMARY)
+    parts = []
+    for key, value in results.items():
+        if key.endswith("_std"):
+            continue
+        text = f"{named.get(key, key)} {value:.4f}"
+        if f"{key}_std" in results:
+            text += f" ± {results[key + '_std']:.4f}"
+        parts.append(text)
+    return f"Evaluation at step {step}: " + " | ".join(parts)
 
 
-def save_config(config, workdir):
+def save_config(exp, workdir):
+    """The resolved config, and what a generated data set was made from (data.json)."""
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+            f.write(exp.config.to_json_best_effort(indent=2))
+        if exp.train_split.provenance is not None:
+            with open(os.path.join(workdir, "data.json"), "w") as f:
+                json.dump(exp.train_split.provenance, f, indent=2)
 
 
 def write_eval(workdir, step, results):
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "eval.json"), "w") as f:
             json.dump({"step": int(step), **results}, f, indent=2)
-
-
-def truncate_metrics(workdir, step):
-    """Drops the lines of ``metrics.jsonl`` logged after ``step`` (and a half-written last line).
-
-    A killed run logged steps past its last checkpoint; the resumed run logs them again.
-    """
-    path = os.path.join(workdir, "metrics.jsonl")
-    if jax.process_index() != 0 or not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = f.readlines()
-    keep = []
-    for line in lines:
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line if line.endswith("\n") else line + "\n")
-        except (ValueError, KeyError):
-            continue
-    if keep != lines:
-        with open(path + ".tmp", "w") as f:
-            f.writelines(keep)
-        os.replace(path + ".tmp", path)
 
 
 class NonFiniteError(UserError):
@@ -272,23 +455,43 @@ class NonFiniteMonitor:
 
 def train_and_evaluate(config, workdir, mesh=None):
     """Trains (or resumes) in ``workdir`` and returns the final evaluation; see the module."""
-    exp = create_experiment(config, mesh)
-    save_config(exp.config, workdir)
-    checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                                exp.config.checkpoint_every_steps,
+    exp = create_experiment(config, mesh, workdir)
+    checkpoint_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
+    saved = resume.load_run_config(checkpoint_dir)
+    config_json = exp.config.to_json_best_effort(indent=2)
+    if saved is not None and os.path.isdir(checkpoint_dir) and any(
+            name.isdigit() for name in os.listdir(checkpoint_dir)):
+        resume.check_config_change(saved, json.loads(config_json), workdir)
+    save_config(exp, workdir)
+    checkpointer = Checkpointer(checkpoint_dir, exp.config.checkpoint_every_steps,
                                 max_to_keep=exp.config.keep_checkpoints,
                                 asynchronous=exp.config.checkpoint_async)
+    if jax.process_index() == 0:
+        resume.save_run_config(checkpoint_dir, config_json)
     try:
         return train_loop(exp, workdir, checkpointer)
     finally:
         checkpointer.close()  # waits for a save in flight: the last checkpoint is complete
 
 
+def caption_augment(exp):
+    """Word dropout on the captions (``augment.caption_word_dropout``), or None."""
+    rate = exp.config.augment.caption_word_dropout
+    if exp.tokenizer is None or rate <= 0:
+        return None
+    t = exp.tokenizer
+    starts = text_augment.word_start_table(t)
+    return lambda tokens, seed: text_augment.word_dropout(tokens, seed, rate, starts,
+                                                          (t.bos_id, t.eos_id), t.pad_id)
+
+
 def train_loop(exp: Experiment, workdir, checkpointer):
     c = exp.config
     state = checkpointer.restore_latest(initial_state(exp))
     start_step = int(state.step)
-    truncate_metrics(workdir, start_step)
+    if jax.process_index() == 0:
+        resume.truncate_metrics(workdir, start_step)
+        resume.truncate_tensorboard(workdir, start_step)
     writer = MetricWriter(workdir, exp.total_steps, c.batch_size)
     writer.print(f"{c.method.name}: {exp.train_split.name} ({exp.train_split.num_examples} "
                  f"examples), batch {c.batch_size} on {exp.mesh.size} device(s)"
@@ -304,7 +507,8 @@ def train_loop(exp: Experiment, workdir, checkpointer):
             exp.train_split, data.view_augments(c.augment), seed=c.seed,
             global_batch=c.batch_size, start_step=step, mean=c.data.mean, std=c.data.std,
             shuffle_buffer=c.data.shuffle_buffer, bad_indices=bad_indices,
-            colour=not c.augment.colour_on_device, fused_crop=c.data.fused_crop, **process)
+            colour=not c.augment.colour_on_device, fused_crop=c.data.fused_crop,
+            text_augment=caption_augment(exp), **process)
 
     host_batches = data.HostBatches(dataset_from(start_step), exp.train_split, seed=c.seed,
                                     global_batch=c.batch_size, start_step=start_step,
@@ -341,13 +545,13 @@ def train_loop(exp: Experiment, workdir, checkpointer):
                 for leaf in jax.tree.leaves(metrics):
                     leaf.copy_to_host_async()
                 pending.append((step, metrics))
-            if c.eval_every_steps > 0 and step % c.eval_every_steps == 0 \
-                    and step < exp.total_steps:
-                log_pending()
-                results = evaluate(exp, state)
-                writer.write(step, {f"eval/{k}": v for k, v in results.items()})
-                writer.print(summary_line(step, results))
-                writer.reset_timer()
+            if step < exp.total_steps:
+                results = evaluate(exp, state, step, final=False)
+                if results:
+                    log_pending()
+                    writer.write(step, {f"eval/{k}": v for k, v in results.items()})
+                    writer.print(summary_line(step, results))
+                    writer.reset_timer()
             stop = guard.should_stop(step)
             if checkpointer.due(step) or stop:
                 log_pending()

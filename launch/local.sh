@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs N training processes on this machine, as N hosts of a pod would run them.
 #
-#   launch/local.sh N CONFIG WORKDIR [--config.field=value ...]
+#   launch/local.sh N CONFIG WORKDIR [--config.field=value ...]   (CONFIG: byol[:preset] or a path)
 #
 # Each process sees LOCAL_DEVICES forced CPU devices (default 1), so N processes train on
 # N x LOCAL_DEVICES devices with one global batch. The processes meet at a coordinator on
@@ -9,7 +9,7 @@
 # all of them and exits with the first failure's status (stopping the others), or 0.
 #
 # Example (2 processes x 2 devices, the same global batch as 1 process x 4 devices):
-#   LOCAL_DEVICES=2 launch/local.sh 2 configs/byol.py runs/byol_2x2 --config.total_steps=50
+#   LOCAL_DEVICES=2 launch/local.sh 2 byol runs/byol_2x2 --config.total_steps=50
 set -uo pipefail
 
 if [ "$#" -lt 3 ]; then

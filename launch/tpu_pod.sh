@@ -17,7 +17,7 @@
 #
 # Example: BYOL on ImageNet, batch 4096 over a v4-32:
 #   launch/tpu_pod.sh create && launch/tpu_pod.sh setup
-#   launch/tpu_pod.sh run configs/byol.py:imagenet gs://my-bucket/runs/byol \
+#   launch/tpu_pod.sh run byol:imagenet gs://my-bucket/runs/byol \
 #       --config.data.data_dir=gs://my-bucket/tensorflow_datasets
 #   launch/tpu_pod.sh delete
 # The run survives preemption of the slice: re-create it and rerun the same 'run' command;

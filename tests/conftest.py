@@ -2,15 +2,16 @@
 
 import os
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Many tests (and their subprocesses) compile the same tiny programs: share the compilations.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".pytest_cache", "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import chex  # noqa: E402  (imports jax; no backend starts before the next line)
+
+chex.set_n_cpu_devices(8)  # through XLA_FLAGS, which the tests' subprocesses inherit too
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -64,7 +65,9 @@ def tiny_config(method, preset="digits"):
             c.method[key] = (32,)
     if "proj_dim" in c.method:
         c.method.proj_dim = 16
-    c.eval.update(batch_size=64, linear_steps=20, fewshot_draws=2)
+    c.eval.batch_size = 64
+    c.evals.linear.steps = c.evals.fewshot.steps = 20
+    c.evals.fewshot.draws = 2
     return c
 
 

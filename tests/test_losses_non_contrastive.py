@@ -7,6 +7,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from cl_jax import losses
 from cl_jax.losses import non_contrastive as nc
 
 byol = jax.jit(nc.byol)
@@ -206,3 +207,13 @@ def test_sharded_batch_matches_unsharded():
     terms, sharded_terms = vicreg_terms(z1, z2), vicreg_terms(s1, s2)
     for key in terms:
         np.testing.assert_allclose(sharded_terms[key], terms[key], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss", [losses.byol, losses.simsiam, losses.barlow_twins,
+                                  losses.vicreg, losses.nt_xent, losses.dcl])
+def test_paired_losses_refuse_mismatched_batches_under_jit(loss):
+    a, b = jnp.ones((4, 3)), jnp.ones((5, 3))
+    with pytest.raises(AssertionError, match="shape"):
+        jax.jit(loss)(a, b)
+    with pytest.raises(AssertionError, match="rank"):
+        jax.jit(loss)(jnp.ones((4, 3, 1)), jnp.ones((4, 3, 1)))

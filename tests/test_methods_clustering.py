@@ -7,6 +7,7 @@ against a float64 NumPy recomputation from the network's outputs.
 import copy
 import math
 
+import chex
 import conftest
 import jax
 import jax.numpy as jnp
@@ -80,19 +81,15 @@ def sinkhorn(scores, epsilon, num_iters):
 def compiled_loss(method, state, batch):
     """``(params, extra, step, key) -> ((loss, aux), grads)`` on ``batch``, compiled once."""
     views = tuple(jnp.asarray(v) for v in batch["views"])
-    kwargs = {"index": jnp.asarray(batch["index"])} if method.needs_index else {}
+    inputs = {"views": views, "index": jnp.asarray(batch["index"])}
+    inputs = {k: inputs[k] for k in method.inputs}
 
     def loss(params, extra, step, key):
-        return method.loss(params, state.batch_stats, extra, views, None, key, step, **kwargs)
+        return method.loss(params, state.batch_stats, extra, inputs, key, step)
 
     fn = jax.jit(jax.value_and_grad(loss, has_aux=True))
     return lambda extra, step, key=0: fn(state.params, extra, jnp.asarray(step, jnp.int32),
                                          jax.random.key(key))
-
-
-def assert_tree_close(got, want, **tol):
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        np.testing.assert_allclose(g, w, **tol)
 
 
 # ---- SwAV ------------------------------------------------------------------------------
@@ -183,10 +180,10 @@ def test_dino_teacher_center_loss_and_frozen_last_layer():
         expected = jax.tree.map(lambda a, b, m=m: m * a + (1 - m) * b,
                                 old.extra["teacher_params"],
                                 {k: new.params[k] for k in ("encoder", "projector")})
-        assert_tree_close(new.extra["teacher_params"], expected, rtol=1e-5, atol=1e-7)
+        chex.assert_trees_all_close(new.extra["teacher_params"], expected, rtol=1e-5, atol=1e-7)
         # The center moves by the EMA of the batch mean of the teacher's global-crop logits.
         student = apply_by_resolution(method.network, old.params, old.batch_stats, views)
-        teacher = apply_by_resolution(method.teacher_network, old.extra["teacher_params"],
+        teacher = apply_by_resolution(method.target_network, old.extra["teacher_params"],
                                       old.extra["teacher_batch_stats"], views[:2])
         teacher = [o["projection"] for o in teacher]
         center = np.asarray(old.extra["center"], np.float64)
@@ -300,7 +297,7 @@ def test_deepclusterv2_bank_and_clustering_at_epoch_starts():
     # Later steps of the epoch keep the clusters.
     (_, aux), _ = loss_fn(state.extra, boundary + 1, key=1)
     assert float(aux.metrics["clustered"]) == 0.0
-    assert_tree_close(aux.extra["centroids"], state.extra["centroids"])
+    chex.assert_trees_all_close(aux.extra["centroids"], state.extra["centroids"])
 
 
 # ---- instance discrimination -----------------------------------------------------------
@@ -365,7 +362,7 @@ def test_memory_bank_methods_need_indices_and_the_right_bank_size():
     assert exp.config.method.num_examples == 1438  # 0 in the config: the split's size
     views = conftest.random_batch(config, config.batch_size)["views"]
     with pytest.raises(ConfigError, match="index"):
-        exp.method.loss({}, {}, {}, views, None, jax.random.key(0), 0)
+        exp.method.loss({}, {}, {}, {"views": views, "index": None}, jax.random.key(0), 0)
     config = tiny_config("deepclusterv2")
     config.method.num_examples = 5000
     with pytest.raises(ConfigError, match="num_examples=1438"):

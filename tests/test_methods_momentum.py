@@ -1,14 +1,16 @@
 """MoCo v2 (+ MoCHi), MoCo v3 and NNCLR through the real train step on 8 devices: queues,
 EMA targets and losses against float64 NumPy recomputations from the network outputs."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import random_batch, tiny_config, train_steps
 
-from cl_jax import losses, parallel
-from cl_jax.methods import mocov2 as mocov2_module
+from cl_jax import losses, parallel, train
+from cl_jax.errors import ConfigError
+from cl_jax.methods._target import momentum_schedule
 
 # ---- float64 NumPy references ----
 
@@ -49,8 +51,7 @@ def target_outputs(exp, state, x):
 def assert_ema(old_target, new_online, new_target, tau):
     expected = jax.tree.map(lambda t, o: tau * t + (1 - tau) * o, old_target,
                             {k: new_online[k] for k in old_target})
-    for got, want in zip(jax.tree.leaves(new_target), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(new_target, expected, rtol=1e-6, atol=1e-7)
 
 
 def cosine_ramp(step, total, base, final):
@@ -161,8 +162,8 @@ def test_mochi_adds_per_query_synthetic_negatives_after_warmup():
 
     @jax.jit
     def loss_at(step):
-        return method.loss(state.params, state.batch_stats, state.extra, batch["views"],
-                           batch["label"], rng, step)[0]
+        return method.loss(state.params, state.batch_stats, state.extra,
+                           {"views": batch["views"]}, rng, step)[0]
 
     v1, v2 = (np.asarray(v) for v in batch["views"])
     q = forward(method.network, state.params, state.batch_stats, v1)["projection"]
@@ -182,19 +183,23 @@ def test_mochi_adds_per_query_synthetic_negatives_after_warmup():
 
 
 def test_queue_size_and_shuffle_groups_must_fit_the_batch():
-    with pytest.raises(ValueError, match=r"queue_size=500 .* multiple .* 256.*queue_size=512"):
-        mocov2_module.check_queue_size(500, 256)
-    exp, state, batch = small_mocov2(shuffle_bn_groups=3)
-    with pytest.raises(ValueError, match="shuffle_bn_groups=3 must divide"):
-        jax.eval_shape(exp.method.loss, state.params, state.batch_stats, state.extra,
-                       batch["views"], batch["label"], jax.random.key(0), 0)
+    c = tiny_config("mocov2")
+    c.update(batch_size=256)
+    c.method.queue_size = 500
+    with pytest.raises(ConfigError, match=r"queue_size=500 .* multiple .* 256.*queue_size=512"):
+        train.validate(c)
+    c.method.update(queue_size=512, shuffle_bn_groups=3)
+    with pytest.raises(ConfigError, match="shuffle_bn_groups=3 must divide"):
+        train.validate(c)
 
 
 def test_momentum_schedule():
-    assert float(mocov2_module.momentum_schedule(0, 100, 0.99)) == pytest.approx(0.99)
-    assert float(mocov2_module.momentum_schedule(50, 100, 0.99)) == pytest.approx(0.995)
-    assert float(mocov2_module.momentum_schedule(100, 100, 0.99)) == pytest.approx(1.0)
-    assert float(mocov2_module.momentum_schedule(70, 100, 0.999, 0.999)) == pytest.approx(0.999)
+    assert float(momentum_schedule(0, 100, 0.99)) == pytest.approx(0.99)
+    assert float(momentum_schedule(50, 100, 0.99)) == pytest.approx(0.995)
+    assert float(momentum_schedule(100, 100, 0.99)) == pytest.approx(1.0)
+    assert float(momentum_schedule(70, 100, 0.999, 0.999)) == pytest.approx(0.999)
+    # BYOL's target decay: 1 - (1 - base) (cos(pi k / K) + 1) / 2 (Grill et al. 2020, 3.2).
+    assert float(momentum_schedule(50, 100, 0.996)) == pytest.approx(0.998)
 
 
 # ---- MoCo v3 ----

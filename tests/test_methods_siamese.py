@@ -16,16 +16,25 @@ from cl_jax import config_lib, losses, methods, models, train
 from cl_jax.errors import ConfigError
 from cl_jax.methods import supcon as supcon_module
 
+# How each reference forwards the two views: separately (each its own BatchNorm batch:
+# facebookresearch/simsiam, barlowtwins and vicreg) or concatenated (SupContrast,
+# google-research/simclr).
+VIEWS_TOGETHER = {"simsiam": False, "barlow_twins": False, "vicreg": False, "supcon": True,
+                  "simclr": True}
+
 
 def outputs_at(exp, state):
     """{output name: (view 1, view 2)} in float64 of the network in training mode on the batch
-    of step 0, both views in one call (as the method runs them)."""
+    of step 0, the views forwarded as the method's reference does (``VIEWS_TOGETHER``)."""
     batch = random_batch(exp.config, exp.config.batch_size, seed=0)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     apply = jax.jit(lambda v, x: exp.method.network.apply(v, x, train=True,
                                                           mutable=["batch_stats"])[0])
-    out = apply(variables, jnp.concatenate(batch["views"]))
-    return {k: np.split(np.asarray(v, np.float64), 2) for k, v in out.items()}
+    if VIEWS_TOGETHER[exp.config.method.name]:
+        out = apply(variables, jnp.concatenate(batch["views"]))
+        return {k: np.split(np.asarray(v, np.float64), 2) for k, v in out.items()}
+    outs = [apply(variables, jnp.asarray(v)) for v in batch["views"]]
+    return {k: [np.asarray(o[k], np.float64) for o in outs] for k in outs[0]}
 
 
 def unit(x):
@@ -114,15 +123,19 @@ def output_grads(method, state, batch):
     keys = ("projection", "prediction")
 
     def loss_of(eps):
+        seen = [0]  # rows of the views the network's calls have seen so far (view-major)
+
         def add_eps(next_fun, args, kwargs, context):
             out = next_fun(*args, **kwargs)
             if isinstance(context.module, methods.Network) and context.method_name == "__call__":
-                out = dict(out, **{k: out[k] + e for k, e in zip(keys, eps, strict=True)})
+                lo, hi = seen[0], seen[0] + len(out["projection"])
+                out = dict(out, **{k: out[k] + e[lo:hi] for k, e in zip(keys, eps, strict=True)})
+                seen[0] = hi
             return out
 
         with nn.intercept_methods(add_eps):
-            loss, _ = method.loss(state.params, state.batch_stats, state.extra, views,
-                                  jnp.asarray(batch["label"]), jax.random.key(0), state.step)
+            loss, _ = method.loss(state.params, state.batch_stats, state.extra,
+                                  {"views": views}, jax.random.key(0), state.step)
         return loss
 
     shape = (2 * views[0].shape[0], method.config.proj_dim)

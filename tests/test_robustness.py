@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import REPO, tiny_config, write_image_folder
 
-from cl_jax import data, methods, parallel, train
+from cl_jax import data, methods, parallel, resume, train
 from cl_jax.checkpoint import Checkpointer
 from cl_jax.data import pipeline, sources
 from cl_jax.errors import ConfigError, DataError
@@ -94,7 +94,8 @@ def poison_step(monkeypatch, bad_step):
 def guarded_config(policy):
     config = tiny_config("byol")
     config.update(total_steps=6, checkpoint_every_steps=2, nonfinite=policy)
-    config.eval.update(linear_steps=10, fewshot_draws=1)
+    config.evals.linear.steps = config.evals.fewshot.steps = 10
+    config.evals.fewshot.draws = 1
     return config
 
 
@@ -108,7 +109,7 @@ def test_nonfinite_stop_names_the_step_and_keeps_the_last_good_checkpoint(
     message = str(err.value)
     assert "at step 3" in message and "last good checkpoint is step 2" in message
     assert "--config.nonfinite=skip" in message
-    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "run_config.json"]
     assert not (tmp_path / "eval.json").exists()
 
 
@@ -129,7 +130,8 @@ def test_nonfinite_skip_logs_and_trains_on(monkeypatch, tmp_path, capsys):
 SMALL = ["--config.batch_size=16", "--config.model.widths=(8, 16)",
          "--config.method.proj_hidden_dims=(32,)", "--config.method.pred_hidden_dims=(32,)",
          "--config.method.proj_dim=16", "--config.log_every_steps=1",
-         "--config.eval.linear_steps=10", "--config.eval.fewshot_draws=1"]
+         "--config.evals.linear.steps=10", "--config.evals.fewshot.draws=1",
+         "--config.evals.fewshot.steps=10"]
 
 
 def cli(workdir, *overrides):
@@ -163,7 +165,8 @@ def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path):
 
     config = tiny_config("byol")
     config.update(total_steps=total, checkpoint_every_steps=every)
-    config.eval.update(linear_steps=10, fewshot_draws=1)
+    config.evals.linear.steps = config.evals.fewshot.steps = 10
+    config.evals.fewshot.draws = 1
     train.train_and_evaluate(config, str(tmp_path / "uninterrupted"))
     steps = [m["step"] for m in read_metrics(workdir) if "loss" in m]
     assert steps == list(range(1, total + 1))  # steps logged after the checkpoint: replaced
@@ -211,7 +214,7 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint(tmp_path):
 def test_truncate_metrics_drops_steps_after_the_checkpoint_and_a_torn_line(tmp_path):
     lines = [json.dumps({"step": s, "loss": 1.0}) for s in (1, 2, 3, 4)]
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 5, "lo')
-    train.truncate_metrics(str(tmp_path), 2)
+    resume.truncate_metrics(str(tmp_path), 2)
     assert [m["step"] for m in read_metrics(tmp_path)] == [1, 2]
 
 
@@ -317,6 +320,5 @@ def test_list_shows_methods_and_presets():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "byol" in lines[1] and "simclr" in lines[1]
-    byol = next(line for line in lines if "configs/byol.py" in line)
-    assert byol.endswith("(method byol): digits, cifar10, cifar100, stl10, imagenet, folder")
-    assert any(line.startswith("  configs/simclr.py (method simclr): digits") for line in lines)
+    assert "  byol (method byol): digits, cifar10, cifar100, stl10, imagenet, folder" in lines
+    assert any(line.startswith("  simclr (method simclr): digits") for line in lines)

@@ -1,6 +1,7 @@
 """Train-step options: bfloat16 compute, rematerialisation, colour augmentation on the
 device, the CPU library for convolutions; and a train step that compiles once per run."""
 
+import json
 import re
 
 import jax
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config, train_steps
 
-from cl_jax import compile_options, device_augment, parallel, train
+from cl_jax import compile_options, data, device_augment, parallel, train
 from cl_jax.errors import ConfigError
 from cl_jax.models import ResNet
 
@@ -89,7 +90,8 @@ def test_the_loop_compiles_its_step_once(monkeypatch, tmp_path):
     monkeypatch.setattr(parallel, "compile_together", counting)
     config = tiny_config("byol")
     config.update(total_steps=5, log_every_steps=2, checkpoint_every_steps=100)
-    config.eval.update(linear_steps=10, fewshot_draws=1)
+    config.evals.linear.steps = config.evals.fewshot.steps = 10
+    config.evals.fewshot.draws = 1
     try:
         train.train_and_evaluate(config, str(tmp_path))
     finally:
@@ -99,13 +101,35 @@ def test_the_loop_compiles_its_step_once(monkeypatch, tmp_path):
 
 
 def test_colour_on_device_trains_through_the_loop(tmp_path):
+    """The loop's first loss is BYOL's on its first host batch (cropped and flipped only)
+    after the colour ops on the device with the step's key."""
     config = tiny_config("byol")
     config.augment.colour_on_device = True
-    config.eval.update(linear_steps=10, fewshot_draws=1)
-    results = train.train_and_evaluate(config, str(tmp_path))
-    assert np.isfinite(results["knn_top1"])
+    config.evals.linear.steps = config.evals.fewshot.steps = 10
+    config.evals.fewshot.draws = 1
+    train.train_and_evaluate(config, str(tmp_path))
+    with open(tmp_path / "metrics.jsonl") as f:
+        logged = next(m["loss"] for m in map(json.loads, f) if m.get("step") == 1)
     exp = train.create_experiment(config)
-    colour = device_augment.from_config(exp.config)
+    c = exp.config
+    host = next(data.train_dataset(
+        exp.train_split, data.view_augments(c.augment), seed=c.seed, global_batch=c.batch_size,
+        mean=c.data.mean, std=c.data.std, colour=False,
+        fused_crop=c.data.fused_crop).as_numpy_iterator())
+    assert all(v.min() >= 0.0 and v.max() <= 1.0 for v in host["views"])  # not normalised
+    state = jax.device_get(train.initial_state(exp))
+    colour = device_augment.from_config(c)
+
+    @jax.jit
+    def first_loss(views, colour_key, rng):
+        views = {"views": colour(views, colour_key)}
+        return exp.method.loss(state.params, state.batch_stats, state.extra, views, rng, 0)[0]
+
+    rng, colour_key = jax.random.split(jax.random.fold_in(jax.random.key(c.seed), 0))
+    assert float(first_loss(host["views"], colour_key, rng)) == pytest.approx(logged, rel=1e-5)
+    # Other colour draws give another loss: the check above sees the device's colour ops.
+    other = float(first_loss(host["views"], jax.random.key(1), rng))
+    assert other != pytest.approx(logged, rel=1e-3)
     views = tuple(jnp.full((4, 8, 8, 1), 0.5) for _ in range(2))
     out = jax.jit(colour)(views, jax.random.key(0))
     assert len(out) == 2 and out[0].shape == (4, 8, 8, 1)
@@ -124,8 +148,8 @@ def test_cpu_dot_library_choice():
     with pytest.raises(ValueError, match="cpu_dot_library must be one of"):
         compile_options.for_encoder("resnet18", "mkl")
     config = tiny_config("byol")
-    config.model.cpu_dot_library = "mkl"
-    with pytest.raises(ConfigError, match="model.cpu_dot_library must be one of 'auto'"):
+    config.cpu_dot_library = "mkl"
+    with pytest.raises(ConfigError, match="cpu_dot_library must be one of 'auto'"):
         train.create_experiment(config)
 
 
@@ -175,6 +199,6 @@ def test_the_loop_compiles_resnets_with_eigen_convolutions(monkeypatch):
     monkeypatch.setattr(jax, "jit", spy)
     train.jit_train_step(exp)
     assert options[-1] == compile_options.EIGEN_DOTS
-    exp.config.model.cpu_dot_library = "ynnpack"
+    exp.config.cpu_dot_library = "ynnpack"
     train.jit_train_step(exp)
     assert options[-1] == {}

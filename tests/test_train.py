@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from conftest import REPO, tiny_config, write_image_folder
 
 from cl_jax import evaluate, train
+from cl_jax.checkpoint import Checkpointer
 from cl_jax.errors import ConfigError, DataError
 
 EVAL_KEYS = {"knn_top1", "linear_top1", "fewshot_top1"}
@@ -24,19 +26,89 @@ def read_metrics(workdir):
         return [json.loads(line) for line in f]
 
 
+def unit(x):
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def reference_knn_top1(train_data, test_data, num_classes, k=200, temperature=0.07):
+    """Weighted kNN top-1 (Wu et al. 2018) in float64: the ``k`` training features of largest
+    cosine similarity ``s`` vote for their class with weight ``exp(s / temperature)``."""
+    (x, y), (xt, yt) = train_data, test_data
+    x, y = unit(x[y >= 0]), y[y >= 0]
+    similarity = unit(xt) @ x.T
+    top = np.argsort(-similarity, axis=1, kind="stable")[:, :min(k, len(x))]
+    votes = np.zeros((len(xt), num_classes))
+    np.add.at(votes, (np.arange(len(xt))[:, None], y[top]),
+              np.exp(np.take_along_axis(similarity, top, axis=1) / temperature))
+    return np.mean(np.argmax(votes, axis=1) == yt)
+
+
+def features_of(exp, state):
+    """(features, labels) of the evaluation's train and test splits under ``state``."""
+    return [train.extract_features(exp, state, split)
+            for split in (exp.eval_train_split, exp.eval_test_split)]
+
+
+def recorded_features(monkeypatch):
+    """Records ``(exp, state, split, (features, labels))`` of every ``train.extract_features``
+    call of the loop (its evaluations')."""
+    calls, original = [], train.extract_features
+
+    def extract_and_record(exp, state, split, *args):
+        out = original(exp, state, split, *args)
+        calls.append((exp, state, split, out))
+        return out
+
+    monkeypatch.setattr(train, "extract_features", extract_and_record)
+    return calls
+
+
+def restore_checkpoint(template, workdir):
+    """The latest checkpoint of ``workdir``, restored with the shardings of ``template``."""
+    checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), 0)
+    state = checkpointer.restore_latest(template)
+    checkpointer.close()
+    return state
+
+
+def assert_evaluates_the_checkpoint(calls, workdir, results, step):
+    """The loop's last evaluation embedded the checkpoint at ``step`` (``recorded_features``
+    ``calls``), and ``results['knn_top1']`` is the NumPy kNN on those features. Returns them:
+    (features, labels) of the evaluation's train and test splits."""
+    exp, evaluated = calls[-1][:2]
+    last = {id(split): (state, out) for _, state, split, out in calls}
+    (train_state, train_data), (test_state, test_data) = (
+        last[id(split)] for split in (exp.eval_train_split, exp.eval_test_split))
+    assert train_state is test_state is evaluated
+    restored = restore_checkpoint(evaluated, workdir)
+    assert int(restored.step) == int(evaluated.step) == step
+    for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(evaluated.params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    knn = exp.config.evals.knn
+    expected = reference_knn_top1(train_data, test_data, exp.num_classes, knn.k, knn.temperature)
+    assert results["knn_top1"] == pytest.approx(expected, abs=1e-6)
+    return train_data, test_data
+
+
 @pytest.fixture(scope="module", params=["byol", "simclr"])
 def two_step_run(request, tmp_path_factory):
-    """Two real steps of a method through the loop on digits: (workdir, results)."""
+    """Two real steps of a method through the loop on digits: (workdir, results, the
+    loop's ``recorded_features``)."""
     workdir = tmp_path_factory.mktemp(request.param)
-    return workdir, train.train_and_evaluate(tiny_config(request.param), str(workdir))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        calls = recorded_features(monkeypatch)
+        results = train.train_and_evaluate(tiny_config(request.param), str(workdir))
+    return workdir, results, calls
 
 
 def test_two_steps_on_digits(two_step_run):
-    workdir, results = two_step_run
+    workdir, results, calls = two_step_run
     assert EVAL_KEYS <= set(results)
-    assert all(0.0 <= results[k] <= 1.0 for k in EVAL_KEYS)
+    assert_evaluates_the_checkpoint(calls, workdir, results, step=2)
     with open(workdir / "eval.json") as f:
-        assert json.load(f)["step"] == 2
+        assert json.load(f) == {"step": 2, **results}
     metrics = read_metrics(workdir)
     assert [m["step"] for m in metrics if "loss" in m] == [1, 2]
     assert all(np.isfinite(m["loss"]) and "lr" in m for m in metrics if "loss" in m)
@@ -46,38 +118,56 @@ def test_two_steps_on_digits(two_step_run):
 
 
 def test_reevaluate_a_checkpoint(two_step_run):
-    workdir, trained = two_step_run
-    again = evaluate.evaluate_workdir(str(workdir))
-    assert again["knn_top1"] == trained["knn_top1"]
+    workdir, trained, _ = two_step_run
+    assert evaluate.evaluate_workdir(str(workdir)) == trained
 
 
 def test_zero_steps_evaluates_the_initial_encoder(tmp_path):
     config = tiny_config("byol")
     config.total_steps = 0
     results = train.train_and_evaluate(config, str(tmp_path))
-    assert EVAL_KEYS <= set(results)
+    with open(tmp_path / "eval.json") as f:
+        assert json.load(f) == {"step": 0, **results}
+    # A fresh experiment's freshly initialised encoder gives the same numbers.
+    exp = train.create_experiment(config)
+    initial = train.initial_state(exp)
+    knn = config.evals.knn
+    assert results["knn_top1"] == pytest.approx(reference_knn_top1(
+        *features_of(exp, initial), exp.num_classes, knn.k, knn.temperature), abs=1e-6)
+    assert train.evaluate(exp, initial) == results
 
 
-def test_tfds_mock_data(tmp_path):
+def test_tfds_mock_data(tmp_path, monkeypatch):
+    calls = recorded_features(monkeypatch)
     with tfds.testing.mock_data(num_examples=40):
         config = tiny_config("simclr", "cifar10")
         for view in (config.augment.view1, config.augment.view2):
             view.size = 16
         config.eval.image_size = 16
         results = train.train_and_evaluate(config, str(tmp_path))
-    assert EVAL_KEYS <= set(results)
+        assert EVAL_KEYS <= set(results)
+        (_, labels), (features, _) = assert_evaluates_the_checkpoint(calls, tmp_path, results,
+                                                                     step=2)
+    assert len(labels) == 40 and features.shape == (40, 16)
 
 
-def test_image_folder(tmp_path):
+def test_image_folder(tmp_path, monkeypatch):
     write_image_folder(tmp_path / "train", per_class=12)
     write_image_folder(tmp_path / "test", per_class=4)
     config = tiny_config("byol", "folder")
     config.data.update(train_dir=str(tmp_path / "train"), eval_test_dir=str(tmp_path / "test"))
     for view in (config.augment.view1, config.augment.view2):
         view.size = 16
-    config.eval.update(image_size=16, fewshot_per_class=2)
+    config.eval.image_size = 16
+    config.evals.fewshot.per_class = 2
+    calls = recorded_features(monkeypatch)
     results = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert EVAL_KEYS <= set(results)
+    (_, train_labels), (_, test_labels) = assert_evaluates_the_checkpoint(
+        calls, tmp_path / "run", results, step=2)
+    # The classes are the sorted subfolders: cat 0, dog 1; kNN and probes train on train_dir.
+    assert np.bincount(train_labels).tolist() == [12, 12]
+    assert np.bincount(test_labels).tolist() == [4, 4]
 
 
 def test_flat_unlabelled_folder_trains_without_probe(tmp_path):
@@ -131,8 +221,8 @@ def test_cli_errors_are_one_clear_message(tmp_path, override, message):
 SMALL = ["--config.batch_size=16", "--config.model.widths=(8, 16)",
          "--config.method.proj_hidden_dims=(32,)", "--config.method.pred_hidden_dims=(32,)",
          "--config.method.proj_dim=16", "--config.log_every_steps=1",
-         "--config.checkpoint_every_steps=1000", "--config.eval.linear_steps=10",
-         "--config.eval.fewshot_draws=1"]
+         "--config.checkpoint_every_steps=1000", "--config.evals.linear.steps=10",
+         "--config.evals.fewshot.draws=1", "--config.evals.fewshot.steps=10"]
 
 
 def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
@@ -160,7 +250,8 @@ def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path
     config = tiny_config("byol")
     config.total_steps = total
     config.checkpoint_every_steps = 1000
-    config.eval.update(linear_steps=10, fewshot_draws=1)
+    config.evals.linear.steps = config.evals.fewshot.steps = 10
+    config.evals.fewshot.draws = 1
     train.train_and_evaluate(config, str(tmp_path / "uninterrupted"))
     reference = {m["step"]: m["loss"] for m in read_metrics(tmp_path / "uninterrupted")
                  if "loss" in m}

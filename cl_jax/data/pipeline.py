@@ -12,7 +12,11 @@ uninterrupted one would, and 1 process x 4 devices sees the same global batches 
 
 Streamed (TFDS) splits are read per process (``tfds.split_for_jax_process``) and shuffled
 per epoch with a buffer seeded by (seed, epoch); a resume skips the records already seen
-before decoding anything.
+before decoding anything. A record's augmentation seed is derived from (seed, epoch, its row
+in the prepared split), so it is augmented alike whichever process reads it. A split without
+rows (one joining splits, 'a+b', or without shard lengths) uses instead the record's place
+``p * n + i`` in process ``p``'s epoch of ``n`` records: never the same on two processes, but
+then the randomness depends on the process count.
 
 Unreadable images (random-access splits): ``HostBatches`` finds the file behind a failed
 batch and either stops with its name (``bad_images='fail'``) or skips it
@@ -52,20 +56,25 @@ def shuffled_index(seed, position, num_examples):
 def example_seed(seed, epoch, index):
     """Augmentation seed of one example in one epoch, from (seed, epoch, index).
 
-    Distinct for every triple while epoch < 2**20; Philox decorrelates neighbouring seeds.
+    ``index``: the example's index in a random-access split, its row in a streamed one, or
+    else its place in the processes' epoch (see the module docstring). Distinct for every
+    triple while epoch < 2**20; Philox decorrelates neighbouring seeds.
     """
     seed, epoch = tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)
     return tf.stack([seed * 2**20 + epoch, tf.cast(index, tf.int64)])
 
 
-def make_views(example, seed, views, mean, std, index=-1, colour=True, channels=None):
+def make_views(example, seed, views, mean, std, index=-1, colour=True, channels=None,
+               text_augment=None):
     """``{'views': (v1, v2, ...), 'label', 'index'}`` with each view normalised, float32.
 
     ``example`` has a decoded ``image`` or the ``encoded`` bytes of one with ``channels``
     channels (each view then decodes only its crop of a JPEG). ``index`` is the example's
     index in its split (memory banks key on it; see ``Split.index_size``), -1 if it has none.
     ``colour=False``: views only cropped and flipped, in [0, 1], for the colour ops and
-    normalisation on the accelerator.
+    normalisation on the accelerator. An example with ``tokens`` (a caption) keeps them, passed
+    through ``text_augment(tokens, seed)`` if given; with ``num_captions`` (several captions,
+    ``tokens`` (C, L)) one of its first ``num_captions`` is drawn from the example's seed.
     """
     seeds = split_seed(seed, len(views))
     image = example["encoded"] if "encoded" in example else example["image"]
@@ -73,7 +82,18 @@ def make_views(example, seed, views, mean, std, index=-1, colour=True, channels=
                  for s, v in zip(seeds, views, strict=True))
     if colour:
         made = tuple(normalize(view, mean, std) for view in made)
-    return {"views": made, "label": example["label"], "index": tf.cast(index, tf.int32)}
+    out = {"views": made, "label": example["label"], "index": tf.cast(index, tf.int32)}
+    if "tokens" in example:  # an image-text example: its caption's token ids
+        tokens = example["tokens"]
+        text_seed = tf.random.experimental.stateless_fold_in(seed, 1)  # the views' unchanged
+        if "num_captions" in example:  # several captions: one, drawn per example and epoch
+            pick = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(
+                text_seed, 1), 0, example["num_captions"], tf.int32)
+            tokens = tokens[pick]
+        if text_augment is not None:
+            tokens = text_augment(tokens, text_seed)
+        out["tokens"] = tokens
+    return out
 
 
 def rows_of_batch(step, global_batch, process_index, process_count):
@@ -115,14 +135,15 @@ def substitute_fn(bad_indices, num_examples):
 
 def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
                   process_index=0, process_count=1, shuffle_buffer=16384, bad_indices=(),
-                  colour=True, fused_crop=False):
+                  colour=True, fused_crop=False, text_augment=None):
     """Endless tf.data stream of this process's rows of each global batch, from ``start_step``.
 
     ``bad_indices``: unreadable examples of a random-access split; each is replaced by the
     next readable one (its augmentation seed stays that of its own position). ``colour``:
     see ``make_views``. ``fused_crop``: read image files encoded and decode only each view's
     crop of a JPEG (the same pixels; less work for one view per image, not for two or more,
-    which share one whole decoding when False).
+    which share one whole decoding when False). ``text_augment(tokens, seed)``: applied to an
+    image-text example's caption tokens (``cl_jax.data.text_augment``).
     """
     local = global_batch // process_count
     views = [v if isinstance(v, ViewAugment) else ViewAugment.from_config(v) for v in views]
@@ -147,14 +168,20 @@ def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
 
         def epoch_records(epoch):
             shuffled = records.shuffle(min(shuffle_buffer, n), seed=seed * 2**20 + epoch)
-            return shuffled.enumerate().map(lambda i, record: (epoch, i, record))
+            places = shuffled.enumerate(process_index * n)
+            return places.map(lambda place, record: (epoch, place, record))
+
+        decode = split.decode_encoded if fused_crop and split.decode_encoded else split.decode
+
+        def decoded(epoch, place, record):
+            example = decode(record)
+            return epoch, example.get("index", place), example
 
         ds = tf.data.Dataset.counter(start // n).flat_map(epoch_records).skip(start % n)
-        decode = split.decode_encoded if fused_crop and split.decode_encoded else split.decode
-        ds = ds.map(lambda e, i, record: (e, i, decode(record)), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(decoded, num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda epoch, index, example: make_views(
         example, example_seed(seed, epoch, index), views, mean, std,
-        example.get("index", -1), colour, split.channels),
+        example.get("index", -1), colour, split.channels, text_augment),
         num_parallel_calls=AUTOTUNE)
     return ds.batch(local, drop_remainder=True).prefetch(AUTOTUNE)
 

@@ -42,6 +42,15 @@ class Split:
     # none. A random-access split's are its read indices; a streamed TFDS split's are the
     # records' rows in the whole prepared split (``decode`` adds them as 'index').
     index_size: int = 0
+    # Image-text splits: each example's caption (its read gives 'tokens' once a tokenizer has
+    # encoded them, see ``with_tokens``), and the class names and prompt templates of
+    # zero-shot classification ('{}' stands for a class name).
+    captions: tuple | None = None
+    class_names: tuple = ()
+    templates: tuple = ()
+    # What a generated data set was made from (the glyphs' fonts and their hash), JSON-able;
+    # the run writes it to workdir/data.json.
+    provenance: dict | None = None
 
     def __post_init__(self):
         if self.random_access and not self.index_size:
@@ -62,6 +71,23 @@ def in_memory_split(name, images, labels, num_classes):
 
     return Split(name, int(images.shape[0]), num_classes, read=read,
                  channels=int(images.shape[-1]))
+
+
+def with_tokens(split, tokens, counts=None):
+    """``split`` whose examples also carry ``tokens``, row ``index`` of the int32 table: (N, L),
+    one caption per example, or (N, C, L) with ``counts`` (N,) captions per example (the
+    pipeline then picks one per example and epoch, see ``make_views``)."""
+    table = tf.constant(np.asarray(tokens, np.int32))
+    count_table = None if counts is None else tf.constant(np.asarray(counts, np.int32))
+    read = split.read
+
+    def read_with_tokens(index):
+        example = dict(read(index), tokens=tf.gather(table, index))
+        if count_table is not None:
+            example["num_captions"] = tf.gather(count_table, index)
+        return example
+
+    return dataclasses.replace(split, read=read_with_tokens)
 
 
 # --- the embedded default: scikit-learn's handwritten digits ------------------------------
@@ -85,6 +111,27 @@ def digits_split(split, holdout_fraction=0.2, seed=0):
         raise DataError(f"The digits data set has splits 'train' and 'test', not {split!r}.")
     keep = test if split == "test" else ~test
     return in_memory_split(f"digits/{split}", images[keep], labels[keep], num_classes=10)
+
+
+# --- the embedded image-text set: Unicode glyphs and their names -------------------------
+
+
+def glyph_split(split, size=32, fonts=(), seed=0):
+    """A split of the glyph set (``cl_jax.data.glyphs``): 'train', 'eval_font' (a held-out
+    font) or 'eval_novel' (held-out code points); labels are the glyphs' scripts."""
+    from cl_jax.data import glyphs
+
+    if split not in glyphs.SPLITS:
+        raise DataError(f"The glyph data set has splits {', '.join(glyphs.SPLITS)}, not "
+                        f"{split!r}.")
+    dataset = glyphs.load(seed=seed, size=size, **({"fonts": tuple(fonts)} if fonts else {}))
+    part = dataset[split]
+    base = in_memory_split(f"glyphs/{split}", part.images, part.script,
+                           num_classes=len(dataset.script_names))
+    return dataclasses.replace(base, captions=tuple(part.captions),
+                               class_names=tuple(dataset.script_names),
+                               templates=tuple(glyphs.zero_shot_templates()),
+                               provenance=glyphs.describe(dataset))
 
 
 # --- TFDS ---------------------------------------------------------------------------------
@@ -250,23 +297,50 @@ def folder_split(directory, channels=3):
 PURPOSES = ("train", "eval_train", "eval_test")
 
 
-def load_split(data_config, purpose):
+def load_split(data_config, purpose, name=None):
     """The split used for ``purpose`` ('train', 'eval_train' or 'eval_test'), or None.
 
     ``eval_train`` provides labelled features for kNN and the probes; ``eval_test`` is the
-    held-out split they are scored on. None means the source has no such split.
+    held-out split they are scored on. None means the source has no such split. Purpose
+    ``eval_extra`` loads the split ``name`` of the source (``data.extra_eval_splits``).
+    The image-text sources (``cl_jax.data.captions``) have no ``eval_train`` split (no labels);
+    'csv' trains on ``csv_path`` and tests on ``eval_csv_path`` (if set), 'webdataset' on
+    ``shards`` and ``eval_shards``, 'coco' on the ``*_split`` splits of coco_captions.
     """
     c = data_config
+    split_name = name if purpose == "eval_extra" else c.get(f"{purpose}_split")
     if c.source == "digits":
-        return digits_split(c[f"{purpose}_split"])
+        return digits_split(split_name)
+    if c.source == "glyphs":
+        return glyph_split(split_name, size=c.glyph_size, fonts=c.glyph_fonts,
+                           seed=c.glyph_seed)
     if c.source == "tfds":
         in_memory = c.cache_in_memory if purpose == "train" else c.cache_eval_in_memory
-        return tfds_split(c.name, c[f"{purpose}_split"], c.data_dir, in_memory, c.channels)
+        return tfds_split(c.name, split_name, c.data_dir, in_memory, c.channels)
     if c.source == "folder":
-        directory = c[f"{purpose}_dir"]
+        directory = name if purpose == "eval_extra" else c[f"{purpose}_dir"]
         if purpose == "eval_train" and not directory:
             directory = c.train_dir
         if not directory:
             return None
         return folder_split(directory, c.channels)
-    raise DataError(f"data.source must be 'digits', 'tfds' or 'folder', got {c.source!r}.")
+    if c.source in ("csv", "webdataset", "coco"):  # image-text sources, unlabelled
+        from cl_jax.data import captions
+
+        if purpose == "eval_train":  # no labels for kNN or a probe to fit
+            return None
+        if c.source == "coco":
+            in_memory = c.cache_in_memory if purpose == "train" else c.cache_eval_in_memory
+            return captions.coco_split(split_name, c.data_dir, in_memory, c.channels,
+                                       name=c.name or "coco_captions")
+        field = {"csv": "csv_path", "webdataset": "shards"}[c.source]
+        where = name if purpose == "eval_extra" else c[
+            field if purpose == "train" else f"eval_{field}"]
+        if not where and purpose != "train":
+            return None
+        if c.source == "csv":
+            return captions.csv_split(where, c.csv_image_column, c.csv_caption_column,
+                                      c.channels)
+        return captions.webdataset_split(where, c.channels)
+    raise DataError(f"data.source must be 'digits', 'glyphs', 'tfds', 'folder', 'csv', "
+                    f"'webdataset' or 'coco', got {c.source!r}.")

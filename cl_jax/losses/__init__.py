@@ -18,6 +18,7 @@ from cl_jax.losses.contrastive import (
     nt_xent,
     supcon,
 )
+from cl_jax.losses.image_text import clip, clip_ring, siglip, siglip_ring
 from cl_jax.losses.metric import (
     contrastive_margin,
     lifted_structured,
@@ -32,6 +33,8 @@ from cl_jax.losses.non_contrastive import barlow_twins, byol, simsiam, vicreg, v
 __all__ = [
     "barlow_twins",
     "byol",
+    "clip",
+    "clip_ring",
     "contrastive_margin",
     "dcl",
     "dclw",
@@ -47,6 +50,8 @@ __all__ = [
     "n_pair",
     "nce",
     "nt_xent",
+    "siglip",
+    "siglip_ring",
     "simsiam",
     "sinkhorn_knopp",
     "soft_nearest_neighbor",

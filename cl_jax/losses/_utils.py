@@ -1,5 +1,6 @@
 """Shared numerics for the losses: float32 upcast, normalisation, pairwise geometry."""
 
+import chex
 import jax.numpy as jnp
 
 
@@ -9,6 +10,13 @@ def to_float32(x):
     if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
         return x.astype(jnp.float32)
     return x
+
+
+def check_pair(a, b):
+    """Two (N, D) batches of one shape, as every paired loss takes; ``chex`` checks the static
+    shapes, so a mismatch fails when the loss is traced, under ``jit`` too."""
+    chex.assert_rank([a, b], 2)
+    chex.assert_equal_shape([a, b])
 
 
 def l2_normalize(x, axis=-1, eps=1e-12):

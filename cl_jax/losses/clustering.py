@@ -105,8 +105,8 @@ def dino(student_logits, teacher_logits, center, student_temp=0.1, teacher_temp=
     the loss is the mean over those pairs. The teacher's crops are the first student crops
     (the global ones), as in facebookresearch/dino ``DINOLoss.forward``; the teacher
     temperature schedule is the caller's (pass the current value). Counterparts: lightly
-    ``DINOLoss``, solo-learn ``DINOLoss``. Update the centre with
-    :func:`dino_center_update`.
+    ``DINOLoss`` (which does not detach the teacher outputs and takes them first),
+    solo-learn ``DINOLoss``. Update the centre with :func:`dino_center_update`.
 
     Args:
       student_logits: ``n_crops`` arrays ``(B, K)`` (sequence or stacked array).

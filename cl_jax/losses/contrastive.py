@@ -17,7 +17,7 @@ for MoCo's momentum-encoder keys.
 import jax
 import jax.numpy as jnp
 
-from cl_jax.losses._utils import l2_normalize
+from cl_jax.losses._utils import check_pair, l2_normalize
 from cl_jax.losses.blockwise import logsumexp_rows
 
 
@@ -36,13 +36,14 @@ def nt_xent(z1, z2, temperature=0.1, block_size=None):
     anchors. Equal to solo-learn ``simclr_loss_func`` (two views), lightly ``NTXentLoss``
     (no memory bank), HobbitLong/SupContrast ``SupConLoss(labels=None)`` with
     ``temperature == base_temperature``, and pytorch-metric-learning ``NTXentLoss`` with
-    the two views labelled by example.
+    the two views labelled by example (``tests/test_peers.py`` checks lightly and PML).
 
     ``block_size``: ``None`` builds the ``2N x 2N`` similarity matrix; an int computes the
     same value and gradient streaming over blocks of that many keys (see ``blockwise``), so
     temporary memory is ``2N x block_size``. Reverse-mode differentiation only then.
     ``block_size`` is static: ``jax.jit(nt_xent, static_argnames="block_size")``.
     """
+    check_pair(z1, z2)
     n = z1.shape[0]
     z = l2_normalize(jnp.concatenate([z1, z2]))
     positive = jnp.sum(z[:n] * z[n:], axis=1) / temperature
@@ -65,12 +66,14 @@ def info_nce(query, key, negatives=None, temperature=0.1, block_size=None,
       ``l_neg`` against the queue, ``CrossEntropyLoss`` with label 0, mean over queries);
       equal to solo-learn ``mocov2plus_loss_func`` (which takes the queue as D x M and
       expects normalised inputs, which this function normalises itself) and
-      lightly ``NTXentLoss`` with a memory bank.
+      lightly ``NTXentLoss(memory_bank_size=(M, D))`` (lightly 1.6 raises for a bare ``M``;
+      its bank holds the negatives as stored, unit rows).
     * ``negatives=None``: ``logits_i = [cos(q_i, k_1), ..., cos(q_i, k_N)] / T``, the other
       keys of the batch being the negatives. Convention: facebookresearch/moco-v3
       ``ctr_loss`` (keys gathered from all devices, label ``i``) without its final factor
       ``2 T``; solo-learn ``mocov3_loss_func`` has that factor too. MoCo v3 symmetrises,
-      ``info_nce(q1, k2) + info_nce(q2, k1)``.
+      ``info_nce(q1, k2) + info_nce(q2, k1)``. Equal to pytorch-metric-learning
+      ``SelfSupervisedLoss(NTXentLoss(T), symmetric=False)``.
 
     ``query_negatives`` (N, S, D), optional: S more negatives for each query, its own (MoCHi's
     synthetic hard negatives, Kalantidis et al. 2020, see ``miners.mochi_negatives``):
@@ -119,9 +122,10 @@ def supcon(features, labels=None, temperature=0.07):
     normalised features (its model normalises), and gives an anchor without positives a NaN
     (first release) or a loss of 0 that still counts in the mean (current code). Here such
     anchors are left out of the mean, as in pytorch-metric-learning ``SupConLoss`` (its
-    ``AvgNonZeroReducer`` averages the nonzero per-anchor losses). solo-learn
-    ``simclr_loss_func`` with class labels as ``indexes`` is another loss (the positives are
-    summed inside the log).
+    ``AvgNonZeroReducer`` averages the nonzero per-anchor losses), which this equals on the
+    ``N * V`` rows in view-major order with the labels tiled. solo-learn ``simclr_loss_func``
+    with class labels as ``indexes`` is another loss (the positives are summed inside the
+    log). lightly 1.6.0 has no ``SupConLoss``.
     """
     if features.ndim != 3:
         raise ValueError(f"features must be (N, V, D), got shape {features.shape}")
@@ -143,6 +147,7 @@ def supcon(features, labels=None, temperature=0.07):
 def _positive_and_negative_logits(z1, z2, temperature):
     """For each of the 2N views: its positive's logit (2N,) and its 2N - 2 negatives' logits
     (2N, 2N - 2), i.e. ``cos / T`` with the view itself and its positive left out."""
+    check_pair(z1, z2)
     n = z1.shape[0]
     z = l2_normalize(jnp.concatenate([z1, z2]))
     logits = z @ z.T / temperature
@@ -223,9 +228,10 @@ def dcl(z1, z2, temperature=0.1):
     Convention: raminnakhli/Decoupled-Contrastive-Learning ``DCL`` (unofficial; the one
     lightly's is derived from), except that it returns the sum of the two directions' means
     (twice this) and masks with a logit offset of ``log(1e-45)`` instead of removing the
-    terms. lightly ``DCLLoss`` averages the directions, but takes ``logsumexp`` over the
-    same-view and the cross-view negatives separately and adds the two logs: not eq. 6, and
-    not this loss.
+    terms. Equal to lightly ``DCLLoss`` since lightly 1.5.21 (one ``logsumexp`` over all
+    ``2N - 2`` negatives, the directions averaged); lightly 1.5.20 and older took separate
+    ``logsumexp`` terms over the same-view and the cross-view negatives and added the two
+    logs, which is not eq. 6.
     """
     positive, negative = _positive_and_negative_logits(z1, z2, temperature)
     return jnp.mean(jax.nn.logsumexp(negative, axis=1) - positive)
@@ -239,8 +245,8 @@ def dclw(z1, z2, temperature=0.1, sigma=0.5):
     no gradient through ``w``): ``l_i = -w_i cos(i, pos(i))/T + log sum_k exp(cos(i, k)/T)``,
     mean over the 2N anchors.
 
-    Convention: lightly ``DCLWLoss``'s weights (``negative_mises_fisher_weights``, detached,
-    defaults T = 0.1, sigma = 0.5) with the negatives as in ``dcl``.
+    Convention: lightly ``DCLWLoss`` (``negative_mises_fisher_weights``, detached, defaults
+    T = 0.1, sigma = 0.5), equal to it since lightly 1.5.21 (negatives as in ``dcl``).
     """
     positive, negative = _positive_and_negative_logits(z1, z2, temperature)
     n = z1.shape[0]

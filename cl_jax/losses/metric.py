@@ -7,8 +7,9 @@ devices. ``d`` is the Euclidean (not squared) distance on the raw embeddings; it
 zero where two embeddings coincide. Labels are integer arrays of shape ``(N,)``.
 
 pytorch-metric-learning (PML) defaults differ from these in two ways worth knowing: its
-distance L2-normalises the embeddings (``LpDistance(normalize_embeddings=True)``) and many of
-its losses average over the non-zero terms only (``AvgNonZeroReducer``).
+distance L2-normalises the embeddings (``LpDistance(normalize_embeddings=True)``, and
+``DotProductSimilarity()`` too; miners have their own distance with the same default) and many
+of its losses average over the non-zero terms only (``AvgNonZeroReducer``).
 """
 
 import jax
@@ -69,9 +70,10 @@ def triplet_margin(embeddings, labels, margin=0.2, mining="all"):
       non-zero triplets only).
     - ``'hard'``: batch-hard (Hermans, Beyer & Leibe 2017, "In Defense of the Triplet Loss
       for Person Re-Identification"): per anchor its farthest positive and nearest negative,
-      mean over the anchors that have both (PML's ``BatchHardMiner`` + ``TripletMarginLoss``
-      with ``MeanReducer``); tensorflow-addons' ``triplet_hard_loss`` averages over every
-      anchor instead.
+      mean over the anchors that have both (PML's ``TripletMarginLoss`` as for ``'all'``, on
+      the triplets of ``BatchHardMiner(distance=LpDistance(normalize_embeddings=False))``;
+      the default miner ranks normalised distances and picks other triplets);
+      tensorflow-addons' ``triplet_hard_loss`` averages over every anchor instead.
     - ``'semihard'``: per ``(a, p)`` pair the nearest negative with ``d(a, n) > d(a, p)``,
       else ``a``'s farthest negative; mean over the ``(a, p)`` pairs (ordered, ``a != p``)
       whose anchor has a negative. This is exactly tensorflow-addons'
@@ -133,7 +135,9 @@ def n_pair(anchors, positives):
     normalisation), i.e. the cross-entropy of the logits ``a @ p.T`` against the diagonal.
     The paper adds an optional L2 regulariser on the embeddings (tf.contrib's
     ``npairs_loss`` uses ``reg_lambda * 0.25 * (mean|a|^2 + mean|p|^2)``); it is not included.
-    Convention: PML's ``NPairsLoss`` (``DotProductSimilarity``, mean over anchors).
+    Convention: PML's ``NPairsLoss(distance=DotProductSimilarity(normalize_embeddings=False))``
+    on ``anchors`` then ``positives`` labelled ``0..N-1`` twice (mean over anchors); its default
+    ``DotProductSimilarity()`` normalises the embeddings, which gives cosine logits instead.
     """
     a, p = to_float32(anchors), to_float32(positives)
     logits = a @ p.T
@@ -178,7 +182,8 @@ def soft_nearest_neighbor(embeddings, labels, temperature=1.0):
     / sum_{k != i} exp(-|x_i - x_k|^2 / T) )`` over the anchors ``i`` that have a same-label
     neighbour, computed with log-sum-exps. Convention: the paper's formula exactly, with no
     stabilising epsilon (the authors' cleverhans ``SNNLCrossEntropy`` adds 1e-5 inside the
-    ratio and averages over every anchor); 0 when no anchor has a positive.
+    ratio and averages over every anchor); 0 when no anchor has a positive. Equal to PML's
+    ``NCALoss(softmax_scale=1/T, distance=LpDistance(normalize_embeddings=False, power=2))``.
     """
     x = to_float32(embeddings)
     logits = -squared_distances(x, x) / temperature

@@ -8,7 +8,7 @@ with the batch sharded across devices, XLA inserts the cross-device reductions.
 
 import jax.numpy as jnp
 
-from cl_jax.losses._utils import l2_normalize, to_float32
+from cl_jax.losses._utils import check_pair, l2_normalize, to_float32
 
 
 def _cosine(p, z):
@@ -27,8 +27,11 @@ def byol(p, z):
     adding the loss with the views swapped. The loss itself contains no stop-gradient: pass
     ``jax.lax.stop_gradient(z)`` for the target network's projection. (deepmind-research
     normalises with ``x * rsqrt(max(|x|^2, 1e-12))``, here ``x / max(|x|, 1e-12)``: the same
-    for any ``|x| > 1e-6``.) Counterparts: solo-learn ``byol_loss_func``.
+    for any ``|x| > 1e-6``.) Counterparts: solo-learn ``byol_loss_func``; lightly
+    ``NegativeCosineSimilarity()(p, z)`` is ``mean_i -cos(p_i, z_i)``, so this loss is
+    ``2 + 2 * NegativeCosineSimilarity()(p, z)``.
     """
+    check_pair(p, z)
     return jnp.mean(2.0 - 2.0 * _cosine(p, z))
 
 
@@ -40,6 +43,7 @@ def simsiam(p, z):
     symmetrises with weight 1/2 per direction). The caller stops the gradient on ``z``.
     Counterparts: solo-learn ``simsiam_loss_func``, lightly ``NegativeCosineSimilarity``.
     """
+    check_pair(p, z)
     return jnp.mean(-_cosine(p, z))
 
 
@@ -55,8 +59,9 @@ def barlow_twins(z1, z2, lambda_=0.0051):
     ``scale_loss``). On one device it is identical; the official multi-GPU code standardises
     with per-device BatchNorm statistics and sums the per-device ``C`` (each divided by the
     global batch size), whereas here the statistics are those of the global batch.
-    Counterparts: lightly ``BarlowTwinsLoss`` (``lambda_param=5e-3``, eps 1e-5),
-    solo-learn ``barlow_loss_func`` (``lamb=5e-3``, with an extra factor ``scale_loss``).
+    Counterparts: lightly ``BarlowTwinsLoss(lambda_param=lambda_)`` (eps 1e-5; its default
+    ``lambda_param`` is 5e-3), solo-learn ``barlow_loss_func`` (``lamb=5e-3``, with an extra
+    factor ``scale_loss``).
     """
 
     def standardize(z):
@@ -64,6 +69,7 @@ def barlow_twins(z1, z2, lambda_=0.0051):
         centered = z - jnp.mean(z, axis=0)
         return centered / jnp.sqrt(jnp.mean(centered * centered, axis=0) + 1e-5)
 
+    check_pair(z1, z2)
     c = standardize(z1).T @ standardize(z2) / z1.shape[0]
     on_diag = jnp.sum((1.0 - jnp.diagonal(c)) ** 2)
     return on_diag + lambda_ * _off_diagonal_squares(c)
@@ -80,6 +86,7 @@ def vicreg_terms(z1, z2):
 
     Needs ``N >= 2``. See :func:`vicreg`.
     """
+    check_pair(z1, z2)
     z1, z2 = to_float32(z1), to_float32(z2)
     n, d = z1.shape
 
@@ -107,8 +114,9 @@ def vicreg(z1, z2, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0):
     (variance averaged over the two branches, covariance summed). There the invariance term
     is the per-device MSE and the other two use the all-gathered batch; here all three are
     over the global batch (for equal shards the invariance term is the mean of the
-    per-device ones). Counterparts: lightly ``VICRegLoss`` (same convention), solo-learn
-    ``vicreg_loss_func`` (its variance term is the *sum* over the two branches, twice this).
+    per-device ones). Counterparts: lightly ``VICRegLoss`` and pytorch-metric-learning
+    ``VICRegLoss`` (same convention), solo-learn ``vicreg_loss_func`` (its variance term is
+    the *sum* over the two branches, twice this).
     """
     terms = vicreg_terms(z1, z2)
     return (

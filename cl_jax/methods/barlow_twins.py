@@ -5,7 +5,9 @@ One network (encoder + projector) on both views; the cross-correlation matrix ``
 two batches of embeddings, each dimension standardised over the batch, is pushed towards
 the identity:
 ``loss = scale_loss * (sum_i (1 - C_ii)^2 + lambda_ * sum_{i != j} C_ij^2)``
-(:func:`cl_jax.losses.barlow_twins`). No predictor, no stop-gradient, no extra state.
+(:func:`cl_jax.losses.barlow_twins`). No predictor, no stop-gradient, no extra state. Each
+view is its own BatchNorm batch (``view_grouping = "per_view"``), as the reference
+(``z1 = projector(backbone(y1))``, then ``y2``) and solo-learn forward them.
 
 ``C`` is over the global batch: under ``jit`` the loss sees every device's rows, as the
 reference's all-reduce of ``C`` does (facebookresearch/barlowtwins ``main.py``; that code
@@ -34,7 +36,8 @@ class BarlowTwins(Method):
         projector = MLP(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim)
         return Network(encoder=encoder, projector=projector, num_classes=num_classes)
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         outputs, batch_stats = self.forward(params, batch_stats, views[:2])
         z1, z2 = outputs[0]["projection"], outputs[1]["projection"]
         loss = self.config.scale_loss * losses.barlow_twins(z1, z2, lambda_=self.config.lambda_)

@@ -28,15 +28,18 @@ and are left out of the loss.
 Needs each example's index in the training set, ``batch['index']``, passed to the loss as
 ``index``, and ``method.num_examples``, the training set's size. The k-means assignment step
 works on ``kmeans_block_size`` bank rows at a time, so it never holds the ``N x K`` scores.
+Crops of one resolution share one forward pass (``view_grouping = "per_resolution"``), as the
+reference's multi-crop forward.
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from cl_jax.errors import ConfigError
 from cl_jax.losses._utils import l2_normalize
+from cl_jax.methods._bank import bank_size, checked_index
 from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
-from cl_jax.methods.instdisc import bank_size, checked_index
 from cl_jax.models import MLP
 
 
@@ -71,7 +74,17 @@ def spherical_kmeans(embeddings, valid, centroids, num_iters, block_size):
 class DeepClusterV2(Method):
     name = "deepclusterv2"
     uses_local_views = True
-    needs_index = True
+    inputs = ("views", "index")
+    view_grouping = "per_resolution"
+
+    @classmethod
+    def validate(cls, config):
+        c = config.method
+        for k in c.num_prototypes:
+            if 0 < c.num_examples < k:
+                raise ConfigError(
+                    f"method.num_prototypes has {k} clusters, more than the {c.num_examples} "
+                    "training examples k-means can assign; lower --config.method.num_prototypes.")
 
     def build_network(self, encoder, num_classes):
         c = self.config
@@ -80,10 +93,7 @@ class DeepClusterV2(Method):
 
     def init_extra(self, params, batch_stats, rng):
         c = self.config
-        for k in c.num_prototypes:
-            if k > bank_size(c):
-                raise ValueError(f"method.num_prototypes ({k}) exceeds the training set size "
-                                 f"({c.num_examples}); k-means needs at least K examples.")
+        bank_size(c)
         heads = len(c.num_prototypes)
         return {"bank": jnp.zeros((len(c.crops_for_assign), c.num_examples, c.proj_dim)),
                 "centroids": tuple(jnp.zeros((k, c.proj_dim)) for k in c.num_prototypes),
@@ -108,7 +118,8 @@ class DeepClusterV2(Method):
             assignments.append(head_assignments)
         return tuple(centroids), jnp.stack(assignments)
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step, index=None):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views, index = batch["views"], batch["index"]
         c = self.config
         index = checked_index(self, index)
         new_epoch = (step > 0) & (self.epoch_of(step) > self.epoch_of(step - 1))

@@ -28,7 +28,8 @@ layers (the reference's ``use_bn_in_head``).
 
 The teacher's BatchNorm (ResNet encoders, ``use_bn``) runs in training mode on each batch,
 as the reference's teacher, which is never put in eval mode; its running statistics are its
-own. Crops of one resolution share one forward pass (``apply_to_views``). Not here (the
+own. Crops of one resolution share one forward pass in the student and the teacher
+(``view_grouping = "per_resolution"``), as the reference's ``MultiCropWrapper``. Not here (the
 shared optimiser has no such option): the reference's per-parameter gradient clipping
 (``clip_grad=3.0`` for ViTs, 0 for the ResNet-50 run) and the cosine weight-decay schedule
 0.04 -> 0.4 of its AdamW ViT runs; ``optim.weight_decay`` is constant.
@@ -39,13 +40,11 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from cl_jax import losses
 from cl_jax.losses._utils import l2_normalize
-from cl_jax.methods.base import LossAux, Method, Network, apply_to_views, probe_logits_of
-from cl_jax.methods.byol import cosine_ema_decay
-from cl_jax.methods.swav import frozen_while
+from cl_jax.methods._target import init_target, momentum_schedule, update_target
+from cl_jax.methods.base import LossAux, Method, Network, frozen_while, probe_logits_of
 
 TEACHER_MODULES = ("encoder", "projector")
 LAST_LAYER = ("prototypes", "prototype_scale")
@@ -88,18 +87,22 @@ def teacher_temperature(epoch, warmup, final, warmup_epochs):
 class DINO(Method):
     name = "dino"
     uses_local_views = True
+    view_grouping = "per_resolution"
 
-    def build_network(self, encoder, num_classes):
+    def head(self):
         c = self.config
-        head = DINOHead(hidden_dims=tuple(c.head_hidden_dims), bottleneck_dim=c.bottleneck_dim,
+        return DINOHead(hidden_dims=tuple(c.head_hidden_dims), bottleneck_dim=c.bottleneck_dim,
                         out_dim=c.out_dim, use_bn=c.use_bn_in_head,
                         norm_last_layer=c.norm_last_layer)
-        self.teacher_network = Network(encoder=encoder, projector=head)
-        return Network(encoder=encoder, projector=head, num_classes=num_classes)
+
+    def build_network(self, encoder, num_classes):
+        return Network(encoder=encoder, projector=self.head(), num_classes=num_classes)
+
+    def build_target_network(self, encoder):
+        return Network(encoder=encoder, projector=self.head())
 
     def init_extra(self, params, batch_stats, rng):
-        pick = lambda tree: {k: tree[k] for k in TEACHER_MODULES if k in tree}
-        return {"teacher_params": pick(params), "teacher_batch_stats": pick(batch_stats),
+        return {**init_target(params, batch_stats, TEACHER_MODULES, prefix="teacher"),
                 "center": jnp.zeros((self.config.out_dim,), jnp.float32)}
 
     def teacher_temp(self, step):
@@ -108,21 +111,21 @@ class DINO(Method):
         return teacher_temperature(epoch, c.warmup_teacher_temp, c.teacher_temp,
                                    c.warmup_teacher_temp_epochs)
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         c = self.config
         frozen = step < round(c.freeze_last_layer_epochs * self.steps_per_epoch)
         head = {k: frozen_while(v, frozen) if k in LAST_LAYER else v
                 for k, v in params["projector"].items()}
         outputs, batch_stats = self.forward(dict(params, projector=head), batch_stats, views)
-        teacher, teacher_batch_stats = apply_to_views(
-            self.teacher_network, extra["teacher_params"], extra["teacher_batch_stats"],
-            views[:c.num_teacher_views])
+        teacher, teacher_batch_stats = self.forward_target(
+            extra["teacher_params"], extra["teacher_batch_stats"], views[:c.num_teacher_views])
         teacher_logits = [jax.lax.stop_gradient(t["projection"]) for t in teacher]
         temp = self.teacher_temp(step)
         loss = losses.dino([o["projection"] for o in outputs], teacher_logits, extra["center"],
                            student_temp=c.student_temp, teacher_temp=temp)
         center = losses.dino_center_update(extra["center"], teacher_logits, c.center_momentum)
-        momentum = cosine_ema_decay(step, self.total_steps, c.momentum_teacher)
+        momentum = momentum_schedule(step, self.total_steps, c.momentum_teacher)
         return loss, LossAux(metrics={"teacher_temp": temp, "momentum": momentum},
                              batch_stats=batch_stats,
                              probe_logits=probe_logits_of(outputs, c.num_teacher_views),
@@ -131,7 +134,6 @@ class DINO(Method):
                                     "center": center})
 
     def update_extra(self, extra, params, aux, step):
-        m = cosine_ema_decay(step, self.total_steps, self.config.momentum_teacher)
-        student = {k: params[k] for k in TEACHER_MODULES}
-        teacher = optax.incremental_update(student, extra["teacher_params"], step_size=1.0 - m)
+        m = momentum_schedule(step, self.total_steps, self.config.momentum_teacher)
+        teacher = update_target(extra["teacher_params"], params, m)
         return {"teacher_params": teacher, **aux.extra}

@@ -33,28 +33,10 @@ import jax
 import jax.numpy as jnp
 
 from cl_jax import losses
-from cl_jax.errors import ConfigError
 from cl_jax.losses._utils import l2_normalize
+from cl_jax.methods._bank import bank_size, checked_index
 from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
 from cl_jax.models import MLP
-
-
-def checked_index(method, index):
-    """``index`` as int32, or a clear error if the caller did not pass one."""
-    if index is None:
-        raise ConfigError(
-            f"{method.name} keeps a memory bank row per training example and needs each "
-            "example's index in the training set: batch['index'], passed to the method's loss "
-            "as index=.")
-    return jnp.asarray(index, jnp.int32)
-
-
-def bank_size(config):
-    """``config.num_examples``, the rows of a memory bank: the training set's size."""
-    if config.num_examples <= 0:
-        raise ConfigError(f"{config.name} keeps a memory bank row per training example: set "
-                          "--config.method.num_examples to the training set's size.")
-    return config.num_examples
 
 
 def random_unit_vectors(rng, shape):
@@ -64,7 +46,7 @@ def random_unit_vectors(rng, shape):
 class InstDisc(Method):
     name = "instdisc"
     min_views = 1
-    needs_index = True
+    inputs = ("views", "index")
 
     def build_network(self, encoder, num_classes):
         projector = MLP(hidden_dims=(), output_dim=self.config.proj_dim)
@@ -77,7 +59,8 @@ class InstDisc(Method):
             extra.update(log_z=jnp.zeros((), jnp.float32), has_z=jnp.zeros((), bool))
         return extra
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step, index=None):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views, index = batch["views"], batch["index"]
         c = self.config
         index = checked_index(self, index)
         outputs, batch_stats = self.forward(params, batch_stats, views[:1])

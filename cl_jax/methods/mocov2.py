@@ -48,73 +48,43 @@ gradient. Defaults ``(N, s, s') = (1024, 1024, 128)``; no mixing during the firs
 ``mochi_warmup_epochs`` (10), while the queue still holds keys of the random network.
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
-import optax
 
 from cl_jax import losses
+from cl_jax.errors import ConfigError
 from cl_jax.losses._utils import l2_normalize
-from cl_jax.methods.base import LossAux, Method, Network, apply_to_views, probe_logits_of
+from cl_jax.methods._queue import check_queue_size, enqueue, random_unit_rows
+from cl_jax.methods._target import init_target, momentum_schedule, update_target
+from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
 from cl_jax.models import MLP
 
 TARGET_MODULES = ("encoder", "projector")
 
 
-def momentum_schedule(step, total_steps, base, final=1.0):
-    """``final - (final - base) * (cos(pi * step / total) + 1) / 2``: ``base`` at step 0,
-    ``final`` at the end (BYOL's and MoCo v3's cosine increase; constant if equal)."""
-    progress = jnp.minimum(step / total_steps, 1.0)
-    return final - (final - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
-
-
-def check_queue_size(queue_size, batch_size, field="method.queue_size"):
-    """The queue advances by whole global batches: ``queue_size`` must be a multiple."""
-    if queue_size < batch_size or queue_size % batch_size:
-        fix = max(1, math.ceil(queue_size / batch_size)) * batch_size
-        raise ValueError(f"{field}={queue_size} must be a multiple of the global batch size "
-                         f"{batch_size} (the queue advances by whole batches); set "
-                         f"--config.{field}={fix} or change --config.batch_size.")
-
-
-def random_unit_rows(rng, shape):
-    """Random L2-normalised rows: the reference queues' initial content."""
-    return l2_normalize(jax.random.normal(rng, shape))
-
-
-def enqueue(queue, ptr, rows):
-    """Writes ``rows`` (..., B, D) at ``ptr`` along the queue's second-to-last axis (K) and
-    advances the pointer by B modulo K: FIFO, the oldest B rows are replaced."""
-    index = (0,) * (queue.ndim - 2) + (ptr, 0)
-    queue = jax.lax.dynamic_update_slice(queue, rows.astype(queue.dtype), index)
-    return queue, (ptr + rows.shape[-2]) % queue.shape[-2]
-
-
-def target_update(params, target_params, decay):
-    """EMA of the online ``TARGET_MODULES``: ``target <- decay * target + (1 - decay) * online``."""
-    online = {k: params[k] for k in TARGET_MODULES}
-    return optax.incremental_update(online, target_params, step_size=1.0 - decay)
-
-
-def forward_each(network, params, batch_stats, views):
-    """``network`` on each view separately (each view its own BatchNorm batch), in order."""
-    outputs = []
-    for view in views:
-        (out,), batch_stats = apply_to_views(network, params, batch_stats, [view])
-        outputs.append(out)
-    return outputs, batch_stats
-
-
 class MoCoV2(Method):
     name = "mocov2"
 
-    def build_network(self, encoder, num_classes):
+    @classmethod
+    def validate(cls, config):
+        check_queue_size(config.method.queue_size, config.batch_size)
+        groups = config.method.shuffle_bn_groups
+        if groups < 1 or config.batch_size % groups:
+            raise ConfigError(
+                f"method.shuffle_bn_groups={groups} must divide the global batch size "
+                f"{config.batch_size}; set --config.method.shuffle_bn_groups to a divisor (the "
+                "number of devices, or 1 for global BatchNorm).")
+
+    def projector(self):
         c = self.config
-        projector = MLP(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim,
-                        use_batch_norm=False)
-        self.target_network = Network(encoder=encoder, projector=projector)
-        return Network(encoder=encoder, projector=projector, num_classes=num_classes)
+        return MLP(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim,
+                   use_batch_norm=False)
+
+    def build_network(self, encoder, num_classes):
+        return Network(encoder=encoder, projector=self.projector(), num_classes=num_classes)
+
+    def build_target_network(self, encoder):
+        return Network(encoder=encoder, projector=self.projector())
 
     @property
     def key_views(self):
@@ -122,9 +92,8 @@ class MoCoV2(Method):
         return (0, 1) if self.config.symmetric else (1,)
 
     def init_extra(self, params, batch_stats, rng):
-        pick = lambda tree: {k: tree[k] for k in TARGET_MODULES if k in tree}
         shape = (len(self.key_views), self.config.queue_size, self.config.proj_dim)
-        return {"target_params": pick(params), "target_batch_stats": pick(batch_stats),
+        return {**init_target(params, batch_stats, TARGET_MODULES),
                 "queue": random_unit_rows(rng, shape), "queue_ptr": jnp.zeros((), jnp.int32)}
 
     def key_projections(self, target_params, target_batch_stats, x, rng):
@@ -134,10 +103,6 @@ class MoCoV2(Method):
         """
         groups = self.config.shuffle_bn_groups
         batch = x.shape[0]
-        if groups < 1 or batch % groups:
-            raise ValueError(f"method.shuffle_bn_groups={groups} must divide the global batch "
-                             f"size {batch}; set --config.method.shuffle_bn_groups to a divisor "
-                             "(the number of devices, or 1 for global BatchNorm).")
         variables = {"params": target_params, "batch_stats": target_batch_stats}
 
         def run(images):
@@ -158,11 +123,11 @@ class MoCoV2(Method):
         warmup = round(self.config.mochi_warmup_epochs * self.steps_per_epoch)
         return step >= warmup
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         c = self.config
         views = views[:2]
-        check_queue_size(c.queue_size, views[0].shape[0])
-        outputs, batch_stats = forward_each(self.network, params, batch_stats,
+        outputs, batch_stats = self.forward(params, batch_stats,
                                             [views[1 - v] for v in self.key_views])
         shuffle_rng, mochi_rng = jax.random.split(rng)
         target_stats, keys, terms = extra["target_batch_stats"], [], []
@@ -192,6 +157,6 @@ class MoCoV2(Method):
         c = self.config
         tau = momentum_schedule(step, self.total_steps, c.tau_base, c.tau_final)
         queue, ptr = enqueue(extra["queue"], extra["queue_ptr"], aux.extra["keys"])
-        return {"target_params": target_update(params, extra["target_params"], tau),
+        return {"target_params": update_target(extra["target_params"], params, tau),
                 "target_batch_stats": aux.extra["target_batch_stats"],
                 "queue": queue, "queue_ptr": ptr}

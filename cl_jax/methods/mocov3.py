@@ -31,14 +31,11 @@ import flax.linen as nn
 import jax
 
 from cl_jax import losses
+from cl_jax.methods._target import init_target, momentum_schedule, update_target
 from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
-from cl_jax.methods.mocov2 import (
-    TARGET_MODULES,
-    forward_each,
-    momentum_schedule,
-    target_update,
-)
 from cl_jax.models import MLP
+
+TARGET_MODULES = ("encoder", "projector")
 
 
 class Head(nn.Module):
@@ -66,24 +63,29 @@ class Head(nn.Module):
 class MoCoV3(Method):
     name = "mocov3"
 
+    def projector(self):
+        c = self.config
+        return Head(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim)
+
     def build_network(self, encoder, num_classes):
         c = self.config
-        projector = Head(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim)
         predictor = Head(hidden_dims=tuple(c.pred_hidden_dims), output_dim=c.proj_dim,
                          output_norm=c.pred_output_norm)
-        self.target_network = Network(encoder=encoder, projector=projector)
-        return Network(encoder=encoder, projector=projector, predictor=predictor,
+        return Network(encoder=encoder, projector=self.projector(), predictor=predictor,
                        num_classes=num_classes)
 
-    def init_extra(self, params, batch_stats, rng):
-        pick = lambda tree: {k: tree[k] for k in TARGET_MODULES if k in tree}
-        return {"target_params": pick(params), "target_batch_stats": pick(batch_stats)}
+    def build_target_network(self, encoder):
+        return Network(encoder=encoder, projector=self.projector())
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def init_extra(self, params, batch_stats, rng):
+        return init_target(params, batch_stats, TARGET_MODULES)
+
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         c = self.config
-        outputs, batch_stats = forward_each(self.network, params, batch_stats, views[:2])
-        targets, target_batch_stats = forward_each(
-            self.target_network, extra["target_params"], extra["target_batch_stats"], views[:2])
+        outputs, batch_stats = self.forward(params, batch_stats, views[:2])
+        targets, target_batch_stats = self.forward_target(
+            extra["target_params"], extra["target_batch_stats"], views[:2])
         k1, k2 = (jax.lax.stop_gradient(t["projection"]) for t in targets)
         q1, q2 = outputs[0]["prediction"], outputs[1]["prediction"]
         t = c.temperature
@@ -96,5 +98,5 @@ class MoCoV3(Method):
 
     def update_extra(self, extra, params, aux, step):
         tau = momentum_schedule(step, self.total_steps, self.config.tau_base)
-        return {"target_params": target_update(params, extra["target_params"], tau),
+        return {"target_params": update_target(extra["target_params"], params, tau),
                 "target_batch_stats": aux.extra["target_batch_stats"]}

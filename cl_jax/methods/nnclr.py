@@ -31,8 +31,8 @@ import jax.numpy as jnp
 
 from cl_jax import losses
 from cl_jax.losses._utils import l2_normalize
+from cl_jax.methods._queue import check_queue_size, enqueue, random_unit_rows
 from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
-from cl_jax.methods.mocov2 import check_queue_size, enqueue, forward_each, random_unit_rows
 from cl_jax.models import MLP
 
 
@@ -45,6 +45,11 @@ def nearest_neighbours(z, support):
 
 class NNCLR(Method):
     name = "nnclr"
+    inputs = ("views", "label")  # the labels only for the logged nearest-neighbour accuracy
+
+    @classmethod
+    def validate(cls, config):
+        check_queue_size(config.method.support_size, config.batch_size, "method.support_size")
 
     def build_network(self, encoder, num_classes):
         c = self.config
@@ -60,10 +65,11 @@ class NNCLR(Method):
                 "support_labels": jnp.full((size,), -1, jnp.int32),
                 "support_ptr": jnp.zeros((), jnp.int32)}
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         c = self.config
-        check_queue_size(c.support_size, views[0].shape[0], "method.support_size")
-        outputs, batch_stats = forward_each(self.network, params, batch_stats, views[:2])
+        labels = batch["label"]
+        outputs, batch_stats = self.forward(params, batch_stats, views[:2])
         z1, z2 = (jax.lax.stop_gradient(o["projection"]) for o in outputs)
         p1, p2 = outputs[0]["prediction"], outputs[1]["prediction"]
         support = jax.lax.stop_gradient(extra["support_set"])

@@ -1,6 +1,9 @@
 """SimCLR (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
 Representations"): encoder + MLP projector, a contrastive loss over the whole global batch.
 
+The two views share one forward pass (BatchNorm statistics over both), as the reference
+(google-research/simclr) concatenates them: ``view_grouping = "per_resolution"``.
+
 Under ``jax.jit`` with the batch sharded over the mesh, the loss sees the global batch, so
 every view is contrasted against the views of all devices (the paper's "global" setting,
 what the reference gets from ``tpu_cross_replica_concat``).
@@ -29,6 +32,16 @@ function of ``cl_jax.losses``, whose docstring gives the formula and the referen
 
 All take ``method.temperature``; set it explicitly when switching to a loss whose paper
 uses another one.
+
+``method.loss_scale`` (default 1.0) multiplies whichever loss is chosen. The losses are means
+over the 2N views (solo-learn's ``simclr_loss_func`` convention); google-research/simclr's
+``add_contrastive_loss`` returns ``mean(loss_a + loss_b)``, the sum of the two directions'
+means, i.e. ``2 x nt_xent``. With LARS the factor matters: the trust ratio
+``eta |w| / |g + wd w|`` cancels the gradient's scale on weight matrices but not its balance
+with the decay (a gradient twice as large halves the relative weight decay), and biases and
+BatchNorm parameters, outside the trust ratio, step by ``lr * g`` (twice as far). The
+``imagenet`` presets of ``configs/simclr.py`` and ``configs/dcl.py`` set 2.0, so that the
+paper's learning rate and weight decay mean what they meant there (docs/recipes.md).
 """
 
 from cl_jax import losses
@@ -50,22 +63,26 @@ def check_loss_config(config):
 
 
 def contrastive_loss(config, z1, z2):
-    """The loss ``config.loss`` names on two (N, D) batches of projections."""
+    """``config.loss_scale`` times the loss ``config.loss`` names on two (N, D) batches of
+    projections."""
     name, t = config.get("loss", "nt_xent"), config.temperature
     if name == "nt_xent":
-        return losses.nt_xent(z1, z2, temperature=t, block_size=config.get("block_size") or None)
-    if name == "dcl":
-        return losses.dcl(z1, z2, temperature=t)
-    if name == "dclw":
-        return losses.dclw(z1, z2, temperature=t, sigma=config.dclw_sigma)
-    if name == "debiased":
-        return losses.debiased_nt_xent(z1, z2, temperature=t, tau_plus=config.tau_plus)
-    return losses.hard_negative_nt_xent(z1, z2, temperature=t, tau_plus=config.tau_plus,
-                                        beta=config.beta)
+        loss = losses.nt_xent(z1, z2, temperature=t, block_size=config.get("block_size") or None)
+    elif name == "dcl":
+        loss = losses.dcl(z1, z2, temperature=t)
+    elif name == "dclw":
+        loss = losses.dclw(z1, z2, temperature=t, sigma=config.dclw_sigma)
+    elif name == "debiased":
+        loss = losses.debiased_nt_xent(z1, z2, temperature=t, tau_plus=config.tau_plus)
+    else:
+        loss = losses.hard_negative_nt_xent(z1, z2, temperature=t, tau_plus=config.tau_plus,
+                                            beta=config.beta)
+    return config.get("loss_scale", 1.0) * loss
 
 
 class SimCLR(Method):
     name = "simclr"
+    view_grouping = "per_resolution"
 
     def __init__(self, config, *args, **kwargs):
         check_loss_config(config)
@@ -76,7 +93,8 @@ class SimCLR(Method):
         projector = MLP(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim)
         return Network(encoder=encoder, projector=projector, num_classes=num_classes)
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         outputs, batch_stats = self.forward(params, batch_stats, views[:2])
         z1, z2 = outputs[0]["projection"], outputs[1]["projection"]
         loss = contrastive_loss(self.config, z1, z2)

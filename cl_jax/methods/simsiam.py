@@ -7,7 +7,8 @@ view regresses the stopped projection of the other:
 (paper eq. 4 and Algorithm 1; minimum -1). The halves are the paper's convention, as in
 facebookresearch/simsiam ``main_simsiam.py`` and solo-learn ``simsiam.py``; BYOL's loss is the
 sum of both directions instead. No negatives, no momentum encoder, no extra state: the
-stop-gradient alone prevents collapse (paper section 4.1).
+stop-gradient alone prevents collapse (paper section 4.1). Each view is its own BatchNorm
+batch (``view_grouping = "per_view"``), as the official code forwards ``x1`` and ``x2``.
 
 Heads (paper section 3, "Baseline settings"): projector ``MLP(hidden_dims=(2048, 2048),
 output_dim=2048, output_norm=True)``, 3 layers with BatchNorm on every layer including the
@@ -17,7 +18,7 @@ paper's default, table 3c: 68.1%); the official code and solo-learn disable its 
 offset, which the paper reports as comparable (68.2%).
 
 The paper keeps the predictor's learning rate constant (table 1c: 68.1% vs 67.7% with the
-cosine decay); this loop applies one schedule to every parameter, i.e. the 67.7% baseline.
+cosine decay): ``optim.constant_lr_modules=("predictor",)``, set in every SimSiam preset.
 
 The logged ``z_std`` is the paper's collapse monitor (figure 2, middle): the per-channel
 standard deviation of ``z / |z|`` over the batch, averaged over channels; about
@@ -49,7 +50,8 @@ class SimSiam(Method):
         return Network(encoder=encoder, projector=projector, predictor=predictor,
                        num_classes=num_classes)
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         outputs, batch_stats = self.forward(params, batch_stats, views[:2])
         z1, z2 = (jax.lax.stop_gradient(o["projection"]) for o in outputs)
         p1, p2 = outputs[0]["prediction"], outputs[1]["prediction"]

@@ -13,7 +13,8 @@ base_temperature`` factor, see ``configs/supcon.py``). An example whose label is
 This is the paper's two-stage recipe: pre-train encoder + projector with labels, then train
 a linear classifier on the frozen encoder features, which is this library's end-of-run
 linear evaluation (``linear_top1``). The online probe only monitors training.
-``needs_labels = True``: the loop refuses a training split without labels.
+``needs_labels = True``: the loop refuses a training split without labels. The views share
+one forward pass (``view_grouping = "per_resolution"``), as SupContrast concatenates them.
 
 Defaults from the paper (section 3.1 and 4.5): projector with one hidden layer of 2048 and a
 128-d output, temperature 0.1. The projector has no BatchNorm (``MLP(...,
@@ -36,6 +37,8 @@ def classes_with_unknown_as_singletons(labels):
 class SupCon(Method):
     name = "supcon"
     needs_labels = True
+    inputs = ("views", "label")
+    view_grouping = "per_resolution"
 
     def build_network(self, encoder, num_classes):
         c = self.config
@@ -43,10 +46,11 @@ class SupCon(Method):
                         use_batch_norm=c.proj_batch_norm)
         return Network(encoder=encoder, projector=projector, num_classes=num_classes)
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         outputs, batch_stats = self.forward(params, batch_stats, views)
         features = jnp.stack([o["projection"] for o in outputs], axis=1)
-        classes = classes_with_unknown_as_singletons(labels)
+        classes = classes_with_unknown_as_singletons(batch["label"])
         loss = self.config.loss_scale * losses.supcon(features, classes,
                                                       temperature=self.config.temperature)
         return loss, LossAux(metrics={}, batch_stats=batch_stats,

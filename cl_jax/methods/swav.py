@@ -29,8 +29,9 @@ embeddings' scores against the current prototypes stacked on the batch's scores,
 the batch's codes are kept — the reference's ``use_the_queue``. Sinkhorn then equipartitions
 ``B + queue_length`` samples, which stabilises small batches.
 
-Multi-crop: crops of one resolution share one forward pass (``apply_to_views``), so BatchNorm
-statistics are over all crops of that size, as in the reference's backbone. (The reference
+Multi-crop: crops of one resolution share one forward pass (``view_grouping =
+"per_resolution"``), so BatchNorm statistics are over all crops of that size, as in the
+reference's backbone. (The reference
 then runs the projector once on all crops together; here each resolution's crops have their
 own projector BatchNorm statistics.) The online probe sees the global crops.
 """
@@ -40,14 +41,10 @@ import jax
 import jax.numpy as jnp
 
 from cl_jax import losses
+from cl_jax.errors import ConfigError
 from cl_jax.losses._utils import l2_normalize
-from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
+from cl_jax.methods.base import LossAux, Method, Network, frozen_while, probe_logits_of
 from cl_jax.models import MLP
-
-
-def frozen_while(tree, condition):
-    """``tree`` unchanged in value, with zero gradient while ``condition`` (a traced bool)."""
-    return jax.tree.map(lambda p: jnp.where(condition, jax.lax.stop_gradient(p), p), tree)
 
 
 def normalized_prototypes(kernel):
@@ -70,6 +67,16 @@ class Prototypes(nn.Module):
 class SwAV(Method):
     name = "swav"
     uses_local_views = True
+    view_grouping = "per_resolution"
+
+    @classmethod
+    def validate(cls, config):
+        length = config.method.queue_length
+        if length and length < config.batch_size:
+            raise ConfigError(f"method.queue_length ({length}) must be at least the global "
+                              f"batch size ({config.batch_size}); set "
+                              f"--config.method.queue_length={config.batch_size} or more, or 0 "
+                              "for no queue.")
 
     def build_network(self, encoder, num_classes):
         c = self.config
@@ -88,7 +95,8 @@ class SwAV(Method):
         return {"queue": jnp.zeros(shape, jnp.float32), "queue_ptr": jnp.zeros((), jnp.int32),
                 "queue_size": jnp.zeros((), jnp.int32)}
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         c = self.config
         frozen = step < self.epochs_to_steps(c.freeze_prototypes_epochs)
         params = dict(params, predictor=frozen_while(params["predictor"], frozen))
@@ -121,9 +129,6 @@ class SwAV(Method):
             return extra
         new = aux.extra["embeddings"]
         batch = new.shape[1]
-        if batch > length:
-            raise ValueError(f"method.queue_length ({length}) must be at least the global batch "
-                             f"size ({batch}).")
         rows = (extra["queue_ptr"] + jnp.arange(batch)) % length
         active = step >= self.epochs_to_steps(self.config.queue_start_epoch)
         pick = lambda pushed, kept: jnp.where(active, pushed, kept)

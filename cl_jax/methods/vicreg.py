@@ -5,7 +5,9 @@ One network (encoder + "expander" projector) on both views;
 ``loss = sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance``
 (:func:`cl_jax.losses.vicreg`): the mean squared distance between the two embeddings, a
 hinge keeping every dimension's standard deviation above 1, and the squared off-diagonal
-covariances. No predictor, no stop-gradient, no extra state. The three unweighted terms are
+covariances. No predictor, no stop-gradient, no extra state. Each view is its own
+BatchNorm batch (``view_grouping = "per_view"``), as the reference forwards ``x`` and ``y``
+separately. The three unweighted terms are
 logged (``invariance``, ``variance``, ``covariance``).
 
 All three terms are over the global batch (under ``jit`` the loss sees every device's rows;
@@ -31,7 +33,8 @@ class VICReg(Method):
         projector = MLP(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim)
         return Network(encoder=encoder, projector=projector, num_classes=num_classes)
 
-    def loss(self, params, batch_stats, extra, views, labels, rng, step):
+    def loss(self, params, batch_stats, extra, batch, rng, step):
+        views = batch["views"]
         c = self.config
         outputs, batch_stats = self.forward(params, batch_stats, views[:2])
         z1, z2 = outputs[0]["projection"], outputs[1]["projection"]

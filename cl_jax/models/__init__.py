@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from cl_jax.models.convnet import ConvNet
 from cl_jax.models.heads import MLP
 from cl_jax.models.resnet import ResNet
+from cl_jax.models.text import TextTransformer
 from cl_jax.models.vit import ViT
 
 # name -> (width, depth, heads): DeiT / timm sizes (Touvron et al. 2021, table 1).
@@ -39,4 +40,5 @@ def create_encoder(name, *, stem="imagenet", widths=(32, 64, 128), width_multipl
     raise ValueError(f"Unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
 
 
-__all__ = ["ConvNet", "MLP", "ResNet", "ViT", "create_encoder", "ENCODERS", "VIT_SIZES"]
+__all__ = ["ConvNet", "MLP", "ResNet", "TextTransformer", "ViT", "create_encoder", "ENCODERS",
+           "VIT_SIZES"]

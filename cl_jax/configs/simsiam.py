@@ -32,7 +32,11 @@ imagenet — the paper's baseline (section 3 and appendix A): ResNet-50 (last Ba
   (``--config.optim.constant_lr_modules="()"``);
   table 4 (batch 256): 68.1 / 70.0 / 70.8 / 71.3% after 100 / 200 / 400 / 800 epochs
   (``--config.num_epochs=800``). The paper applies weight decay to BatchNorm parameters and
-  biases too; this optimiser leaves them out.
+  biases too; this optimiser leaves them out. The linear numbers come from main_lincls.py
+  ``--lars``: 90 epochs on random crops and flips, LARS (lr 0.1 x batch/256, no weight
+  decay, cosine), batch 4096. ``evals.linear`` here is logistic regression (AdamW, cosine)
+  on precomputed, standardised centre-crop features without augmentation, 90 epochs at batch
+  4096: expect a somewhat lower number.
 
 folder — an image folder with solo-learn's ImageNet-100 recipe (scripts/pretrain/
   imagenet-100/simsiam.yaml, augmentations/asymmetric.yaml): ResNet-18, 224 px, batch 256,
@@ -46,6 +50,8 @@ or decay (``optim.constant_lr_modules``).
 
 from cl_jax import config_lib
 
+PRESETS = ("digits", "cifar10", "cifar100", "stl10", "imagenet", "folder")
+
 
 def simsiam_views(size, **common):
     """MoCo v2 / SimSiam views (paper appendix A): jitter (0.4, 0.4, 0.4, 0.1), blur 0.5."""
@@ -53,7 +59,7 @@ def simsiam_views(size, **common):
     return make(), make()
 
 
-def get_config(preset="digits"):
+def get_config(preset=PRESETS[0]):
     c = config_lib.base_config()
     c.method.update(dict(name="simsiam", proj_hidden_dims=(2048, 2048), proj_dim=2048,
                          pred_hidden_dims=(512,)))
@@ -80,4 +86,5 @@ def get_config(preset="digits"):
         c.augment.view1, c.augment.view2 = simsiam_views(224, crop_scale=(0.2, 1.0))
         c.batch_size, c.num_epochs = 512, 100
         c.optim.update(base_lr=0.05, warmup_epochs=0, weight_decay=1e-4)
+        c.evals.linear.update(epochs=90, batch_size=4096)
     return c

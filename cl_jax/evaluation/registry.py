@@ -1,0 +1,124 @@
+"""Evaluators declared in the config, as big_vision's ``config.evals``.
+
+``config.evals`` maps a name to a ConfigDict with a ``type`` from ``EVALUATORS``, a cadence
+``every_steps`` (0: the run's ``eval_every_steps``; -1: only at the end of the run), an
+optional ``prefix`` for its result keys (two evaluators of one type on different splits) and
+the evaluator's own settings, e.g. the ``split`` it scores. An evaluator is a function
+``(context, settings) -> {key: number}``; the context gives it what it needs, computed once
+per evaluation round and shared:
+
+- ``context.features(which)``: ``(features, labels)`` of the frozen image encoder on the
+  evaluation's ``"train"`` or ``"test"`` split (NumPy; labels -1 where unknown), or None;
+- ``context.image_text(which)``: image and caption embeddings of an image-text split
+  (``image_embeddings``, ``labels``, ``text_embeddings``, ``text_to_image``), or None;
+- ``context.class_prompt_embeddings(which)``: (classes, templates, D) embeddings of the
+  split's zero-shot prompts, or None;
+- ``context.num_classes``; ``context.method`` and ``context.state``.
+
+An evaluator returns {} when the run has nothing it can score (no labels, no text tower).
+Adding one is a function with ``@evaluator("name")``.
+"""
+
+import math
+
+import numpy as np
+
+from cl_jax.errors import ConfigError
+from cl_jax.evaluation.knn import knn_accuracy
+from cl_jax.evaluation.linear import fewshot_accuracy, linear_accuracy
+
+EVALUATORS = {}
+
+
+def evaluator(name):
+    """Registers ``fn(context, settings) -> dict`` as the evaluator type ``name``."""
+
+    def register(fn):
+        EVALUATORS[name] = fn
+        return fn
+
+    return register
+
+
+def labelled_features(context):
+    """(train features, train labels, test features, test labels), the training examples
+    without a label (-1) left out; None when the run has no labelled evaluation data."""
+    train, test = context.features("train"), context.features("test")
+    if train is None or test is None or not context.num_classes:
+        return None
+    (x, y), (xt, yt) = train, test
+    keep = np.asarray(y) >= 0
+    return x[keep], y[keep], xt, yt
+
+
+def probe_steps(settings, num_examples):
+    """Optimisation steps of a linear probe: ``epochs`` over the data if >= 0, else ``steps``."""
+    if settings.epochs >= 0:
+        return max(1, math.ceil(settings.epochs * num_examples / settings.batch_size))
+    return settings.steps
+
+
+def probe_options(settings, num_examples):
+    return dict(steps=probe_steps(settings, num_examples), batch_size=settings.batch_size,
+                lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+@evaluator("knn")
+def knn(context, settings):
+    """Weighted kNN top-1 (Wu et al. 2018): ``knn_top1``."""
+    data = labelled_features(context)
+    if data is None:
+        return {}
+    return {"knn_top1": knn_accuracy(*data, context.num_classes, k=settings.k,
+                                     temperature=settings.temperature)}
+
+
+@evaluator("linear")
+def linear(context, settings):
+    """Linear probe on every labelled training feature: ``linear_top1``."""
+    data = labelled_features(context)
+    if data is None:
+        return {}
+    return {"linear_top1": linear_accuracy(*data, context.num_classes,
+                                           **probe_options(settings, len(data[0])))}
+
+
+@evaluator("fewshot")
+def fewshot(context, settings):
+    """Linear probe on ``per_class`` labels per class, mean and std over ``draws`` draws:
+    ``fewshot_top1``, ``fewshot_top1_std``."""
+    data = labelled_features(context)
+    if data is None:
+        return {}
+    subset = settings.per_class * context.num_classes
+    mean, std = fewshot_accuracy(*data, context.num_classes, per_class=settings.per_class,
+                                 draws=settings.draws, **probe_options(settings, subset))
+    return {"fewshot_top1": mean, "fewshot_top1_std": std}
+
+
+def check_evals(evals):
+    """One ConfigError for an evaluator without a known ``type``."""
+    for name, settings in evals.items():
+        kind = settings.get("type", None)
+        if kind not in EVALUATORS:
+            raise ConfigError(f"evals.{name}.type is {kind!r}; set --config.evals.{name}.type "
+                              f"to one of {', '.join(sorted(EVALUATORS))}.")
+
+
+def due(settings, step, final, eval_every_steps):
+    """Whether an evaluator with these settings runs at ``step`` (``final``: the run's end)."""
+    if final:
+        return True
+    every = settings.get("every_steps", 0) or eval_every_steps
+    return every > 0 and step % every == 0
+
+
+def run_evaluators(context, evals, step, final, eval_every_steps):
+    """Every evaluator of ``evals`` due at ``step``, its results merged into one dict."""
+    results = {}
+    for settings in evals.values():
+        if due(settings, step, final, eval_every_steps):
+            prefix = settings.get("prefix", "")
+            found = EVALUATORS[settings.type](context, settings)
+            results.update({prefix + key: value for key, value in found.items()})
+    return results
