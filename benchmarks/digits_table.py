@@ -1,7 +1,7 @@
 """The README results table: every method's default preset on the embedded digits.
 
-For each method, runs exactly the README command (``python -m cl_jax.main
---config=configs/<method>.py --workdir=...``) in a fresh process, timing it end to end
+For each method, runs the README command (``python -m cl_jax.main --config=<method>
+--workdir=...``) in a fresh process, timing it end to end
 (compilation, training and evaluation), reads the run's ``eval.json``, and adds one row with
 the random-init baseline (``--config.total_steps=0``, the same for every method whose default
 preset uses the same encoder). The rows are merged into ``benchmarks/digits_table.json``
@@ -36,9 +36,10 @@ def available_methods():
             if config_lib.load_config_module(name).PRESETS[0] == "digits"]
 
 
-def run(method, workdir, overrides=()):
-    """Runs one README command; returns (eval.json contents, wall-clock seconds)."""
-    command = [sys.executable, "-m", "cl_jax.main", f"--config=configs/{method}.py",
+def run(config, workdir, overrides=()):
+    """Runs one README command (``config``: a config's name, e.g. ``byol``); returns
+    (eval.json contents, wall-clock seconds)."""
+    command = [sys.executable, "-m", "cl_jax.main", f"--config={config}",
                f"--workdir={workdir}", *overrides]
     shutil.rmtree(workdir, ignore_errors=True)  # time a fresh run, not a resume
     start = time.perf_counter()
@@ -79,11 +80,12 @@ def merge(path, new_records):
                   key=lambda r: order.index(r["method"]) if r["method"] in order else 99)
 
 
-def update_readme(text_table):
+def update_readme(text_table, markers=MARKERS):
+    """Replaces the README's text between ``markers`` with ``text_table``."""
     path = os.path.join(REPO, "README.md")
     with open(path) as f:
         readme = f.read()
-    start, end = MARKERS
+    start, end = markers
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(readme):
         raise SystemExit(f"README.md has no {start} ... {end} markers.")

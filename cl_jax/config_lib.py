@@ -86,8 +86,8 @@ def base_config():
         # (benchmarks/RESULTS.md).
         fused_crop=False,
         # source="glyphs" (cl_jax.data.glyphs): render size, fonts (() = its default set),
-        # and the seed that draws the held-out code points.
-        glyph_size=32, glyph_fonts=(), glyph_seed=0,
+        # the seed that draws the held-out code points, and a subset of code points (()=all).
+        glyph_size=32, glyph_fonts=(), glyph_seed=0, glyph_code_points=(),
         # More splits of the source for the evaluators (their `split` setting names them),
         # and a sentencepiece model for captions (empty: trained on the training captions).
         extra_eval_splits=(), tokenizer_file="",

@@ -69,7 +69,7 @@ class EvalContext:
     """
 
     def __init__(self, exp, state):
-        self.exp, self.state, self.method = exp, state, exp.method
+        self.exp, self.state, self.method, self.mesh = exp, state, exp.method, exp.mesh
         self.num_classes = exp.num_classes
         self._cache = {}
 
@@ -96,7 +96,9 @@ class EvalContext:
                           lambda: extract_features(self.exp, self.state, split))
 
     def image_text(self, which):
-        """Image and caption embeddings of an image-text split, or None."""
+        """Image and caption embeddings of an image-text split, or None. With one caption per
+        image, identical captions are one text and their images one group (several faces of
+        one glyph name): an image finds its name, a name any of its images."""
         split = self.split(which)
         if split is None or not split.captions or self.exp.tokenizer is None:
             return None  # no captions held in memory (a stream), or no text tower
@@ -105,6 +107,13 @@ class EvalContext:
             images, labels, kept = extract_features(self.exp, self.state, split,
                                                     "embed_images", positions=True)
             texts, example = captions_of(split)
+            if len(texts) == split.num_examples:  # one caption each: one text per name
+                texts, group = np.unique(texts, return_inverse=True)
+                present = np.isin(np.arange(len(texts)), group[kept])
+                return {"image_embeddings": images, "labels": labels,
+                        "text_embeddings": embed_texts(self.exp, self.state, list(texts)),
+                        "text_to_image": np.where(present, np.arange(len(texts)), -1),
+                        "image_groups": group[kept]}
             row = np.full(split.num_examples, -1)
             row[kept] = np.arange(len(kept))  # unreadable images' captions match nothing
             return {"image_embeddings": images, "labels": labels,

@@ -60,7 +60,12 @@ def test_two_processes_of_two_devices_match_one_process_of_four(tmp_path):
             np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=f"{key} {a['step']}")
     with open(tmp_path / "2x2" / "eval.json") as f:
         multi_eval = json.load(f)
-    np.testing.assert_allclose(multi_eval["knn_top1"], single_eval["knn_top1"], atol=1e-6)
+    # The features agree to float32 rounding (about 2e-7), not to the bit: a near tie at the
+    # k-th neighbour (seen: two similarities 5e-8 apart) may flip one of the 359 predictions.
+    np.testing.assert_allclose(multi_eval["knn_top1"], single_eval["knn_top1"],
+                               atol=1 / 359 + 1e-6)
+    np.testing.assert_allclose(multi_eval["linear_top1"], single_eval["linear_top1"],
+                               atol=1 / 359 + 1e-6)
     assert (tmp_path / "2x2" / "config.json").exists()
     assert "3" in os.listdir(tmp_path / "2x2" / "checkpoints")
 

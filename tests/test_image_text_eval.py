@@ -146,3 +146,20 @@ def test_evaluators_report_their_keys_on_the_asked_split():
     assert sorted(got) == ["i2t_r1", "i2t_r10", "i2t_r5", "t2i_r1", "t2i_r10", "t2i_r5"]
     np.testing.assert_allclose([got[k] for k in want], list(want.values()))
     assert rt.asked == ["test"]
+
+
+def test_retrieval_with_image_groups_counts_any_image_of_a_name():
+    """Two pictures of one name (group 0) and one each of two others; a text's hit is any
+    picture of its name, an image's hit its name's text."""
+    from cl_jax.evaluation.image_text import retrieval_recall
+
+    e = np.eye(4)
+    images = np.stack([e[3] + 0.1 * e[0], e[0], e[1], 0.9 * e[0] + e[2]])  # groups 0, 0, 1, 2
+    texts = np.stack([e[0], e[1], e[2]])
+    got = retrieval_recall(images, texts, np.arange(3), ks=(1, 2), image_groups=[0, 0, 1, 2])
+    # i2t: image 0 sees text 0 first (0.1 > 0); image 1 text 0; image 2 text 1; image 3 sees
+    # text 2 (1.0) before text 0 (0.9). t2i: text 0's best images are 1 (1.0), then 3 (0.9):
+    # a hit at 1 through image 1; text 1 image 2; text 2 image 3.
+    assert got == {"i2t_r1": 1.0, "i2t_r2": 1.0, "t2i_r1": 1.0, "t2i_r2": 1.0}
+    without = retrieval_recall(images[[0, 2, 3]], texts, np.arange(3), ks=(1,))
+    assert without == {"i2t_r1": 1.0, "t2i_r1": 2 / 3}  # text 0's best is image 2 (group 2)

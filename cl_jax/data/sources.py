@@ -116,15 +116,19 @@ def digits_split(split, holdout_fraction=0.2, seed=0):
 # --- the embedded image-text set: Unicode glyphs and their names -------------------------
 
 
-def glyph_split(split, size=32, fonts=(), seed=0):
+def glyph_split(split, size=32, fonts=(), seed=0, code_points=()):
     """A split of the glyph set (``cl_jax.data.glyphs``): 'train', 'eval_font' (a held-out
-    font) or 'eval_novel' (held-out code points); labels are the glyphs' scripts."""
+    font) or 'eval_novel' (held-out code points); labels are the glyphs' scripts.
+    ``code_points``: only these (a small set for tests)."""
     from cl_jax.data import glyphs
 
     if split not in glyphs.SPLITS:
         raise DataError(f"The glyph data set has splits {', '.join(glyphs.SPLITS)}, not "
                         f"{split!r}.")
-    dataset = glyphs.load(seed=seed, size=size, **({"fonts": tuple(fonts)} if fonts else {}))
+    options = {"fonts": tuple(fonts)} if fonts else {}
+    if code_points:
+        options["code_points"] = tuple(code_points)
+    dataset = glyphs.load(seed=seed, size=size, **options)
     part = dataset[split]
     base = in_memory_split(f"glyphs/{split}", part.images, part.script,
                            num_classes=len(dataset.script_names))
@@ -313,7 +317,7 @@ def load_split(data_config, purpose, name=None):
         return digits_split(split_name)
     if c.source == "glyphs":
         return glyph_split(split_name, size=c.glyph_size, fonts=c.glyph_fonts,
-                           seed=c.glyph_seed)
+                           seed=c.glyph_seed, code_points=c.glyph_code_points)
     if c.source == "tfds":
         in_memory = c.cache_in_memory if purpose == "train" else c.cache_eval_in_memory
         return tfds_split(c.name, split_name, c.data_dir, in_memory, c.channels)

@@ -82,16 +82,18 @@ def zeroshot_accuracy(image_embeddings, labels, classifier, ks=(1, 5), block_siz
 
 
 def retrieval_recall(image_embeddings, text_embeddings, text_to_image, ks=(1, 5, 10),
-                     block_size=256):
+                     block_size=256, image_groups=None):
     """``i2t_r{k}`` and ``t2i_r{k}`` for every k: image->text and text->image recall@k.
 
     ``text_to_image`` (Nt,): the image (row of ``image_embeddings``) that each text describes;
     an image may have several texts. Images without a text are left out of ``i2t``, texts
-    with ``text_to_image`` -1 out of ``t2i``.
+    with ``text_to_image`` -1 out of ``t2i``. ``image_groups`` (Ni,), if given: images of one
+    group share their texts (pictures of one name), ``text_to_image`` then names a group, and
+    a text's hit is any image of its group.
     """
     images, texts = jnp.asarray(image_embeddings), jnp.asarray(text_embeddings)
     owner = np.asarray(text_to_image)
-    image_ids = np.arange(images.shape[0])
+    image_ids = np.arange(images.shape[0]) if image_groups is None else np.asarray(image_groups)
     ks = tuple(ks)
     i2t = np.asarray(topk_hits(images, jnp.asarray(image_ids), texts, jnp.asarray(owner), ks,
                                block_size))
@@ -137,5 +139,7 @@ def retrieval(context, settings):
     texts = None if data is None else field(data, "text_embeddings")
     if texts is None or not len(texts):
         return {}
+    groups = data.get("image_groups") if isinstance(data, Mapping) else getattr(
+        data, "image_groups", None)
     return retrieval_recall(field(data, "image_embeddings"), texts, field(data, "text_to_image"),
-                            block_size=settings.get("block_size", 256))
+                            block_size=settings.get("block_size", 256), image_groups=groups)

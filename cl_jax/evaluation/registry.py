@@ -13,7 +13,7 @@ per evaluation round and shared:
   (``image_embeddings``, ``labels``, ``text_embeddings``, ``text_to_image``), or None;
 - ``context.class_prompt_embeddings(which)``: (classes, templates, D) embeddings of the
   split's zero-shot prompts, or None;
-- ``context.num_classes``; ``context.method`` and ``context.state``.
+- ``context.num_classes``; ``context.method``, ``context.state`` and ``context.mesh``.
 
 An evaluator returns {} when the run has nothing it can score (no labels, no text tower).
 Adding one is a function with ``@evaluator("name")``.
@@ -65,12 +65,14 @@ def probe_options(settings, num_examples):
 
 @evaluator("knn")
 def knn(context, settings):
-    """Weighted kNN top-1 (Wu et al. 2018): ``knn_top1``."""
+    """Weighted kNN top-1 (Wu et al. 2018): ``knn_top1``; the training features split over
+    the devices of ``context.mesh`` (each holds N/d rows) when it has several."""
     data = labelled_features(context)
     if data is None:
         return {}
     return {"knn_top1": knn_accuracy(*data, context.num_classes, k=settings.k,
-                                     temperature=settings.temperature)}
+                                     temperature=settings.temperature,
+                                     mesh=getattr(context, "mesh", None))}
 
 
 @evaluator("linear")
