@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cl_jax.errors import ConfigError
+
 
 def scaled_learning_rate(base_lr, batch_size, scaling):
     """Peak learning rate from the base rate and the global batch size."""
@@ -160,12 +162,13 @@ def create_optimizer(config, schedule, peak_lr=None):
 
 def module_labels(field, modules, inside, outside):
     """``optax.multi_transform`` labels: ``inside`` for the top-level ``modules``, else
-    ``outside``; a clear error (at ``init``) if the params lack one of ``modules``."""
+    ``outside``; a ``ConfigError`` (at ``init``) if the params lack one of ``modules``."""
 
     def labels(params):
         if not set(modules) <= set(params):
-            raise ValueError(f"optim.{field} names {sorted(modules)}, but the network's "
-                             f"top-level modules are {sorted(params)}.")
+            raise ConfigError(f"optim.{field} names {sorted(modules)}, but the network's "
+                              f"top-level modules are {sorted(params)}; set "
+                              f"--config.optim.{field} to some of them.")
         return {k: inside if k in modules else outside for k in params}
 
     return labels

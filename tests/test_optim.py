@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from cl_jax import models, optim
+from cl_jax.errors import ConfigError
 
 
 def optim_config(**overrides):
@@ -148,7 +149,7 @@ def test_constant_lr_modules_stay_at_the_peak():
         updates, state = tx.update(jax_tree_ones(params), state, params)
         np.testing.assert_allclose(updates["encoder"]["kernel"], -0.5 / (1 + step), rtol=1e-6)
         np.testing.assert_allclose(updates["predictor"]["kernel"], -0.5, rtol=1e-6)
-    with pytest.raises(ValueError, match="constant_lr_modules names \\['predictor'\\]"):
+    with pytest.raises(ConfigError, match="constant_lr_modules names \\['predictor'\\]"):
         tx.init({"encoder": {"kernel": jnp.ones((2, 2))}})
 
 
@@ -200,7 +201,7 @@ def test_frozen_modules_never_change_and_compose():
         assert not np.array_equal(p["projector"][name], params["projector"][name])
 
     wrong = optim.create_optimizer(optim_config(frozen_modules=("image_tower",)), 0.1)
-    with pytest.raises(ValueError, match=r"frozen_modules names \['image_tower'\], but the "
+    with pytest.raises(ConfigError, match=r"frozen_modules names \['image_tower'\], but the "
                        r"network's top-level modules are \['encoder', 'predictor', 'projector'\]"):
         wrong.init(params)
 
