@@ -175,7 +175,7 @@ def validate(config):
                           f"--config.model.encoder to one of {', '.join(models.ENCODERS)}.")
     method_cls = methods.METHODS[config.method.name]
     method_cls.validate(config)
-    evaluation.check_evals(config.evals)
+    evaluation.check_evals(config.evals, ("train", "test", *config.data.extra_eval_splits))
     num_views = config.augment.num_global_views + config.augment.num_local_views
     if num_views < method_cls.min_views:
         raise ConfigError(f"{config.method.name} needs at least {method_cls.min_views} views; "

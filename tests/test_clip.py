@@ -150,6 +150,7 @@ def test_bad_image_text_configs_are_one_clear_error(tmp_path, clip_run):
     digits = tiny()
     digits.data.update(source="digits", train_split="train", eval_train_split="train",
                        eval_test_split="test", extra_eval_splits=())
+    del digits.evals.retrieval_novel
     with pytest.raises(ConfigError, match="no captions"):
         train.create_experiment(digits)
 
@@ -252,3 +253,11 @@ def test_clip_trains_on_webdataset_shards(tmp_path):
     train.train_and_evaluate(c, str(tmp_path / "run"))
     with open(tmp_path / "run" / "metrics.jsonl") as f:
         assert [json.loads(line)["step"] for line in f if '"loss"' in line] == [1, 2]
+
+
+def test_an_evaluator_asking_for_a_split_the_run_lacks_fails_at_once(tmp_path):
+    c = tiny()
+    c.data.extra_eval_splits = ()  # retrieval_novel asks for eval_novel
+    with pytest.raises(ConfigError, match="evals.retrieval_novel.split is 'eval_novel'"):
+        train.train_and_evaluate(c, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

@@ -98,13 +98,19 @@ def fewshot(context, settings):
     return {"fewshot_top1": mean, "fewshot_top1_std": std}
 
 
-def check_evals(evals):
-    """One ConfigError for an evaluator without a known ``type``."""
+def check_evals(evals, splits=("train", "test")):
+    """One ConfigError for an evaluator without a known ``type`` or asking for a split the
+    run does not load (``splits``: "train", "test" and ``data.extra_eval_splits``)."""
     for name, settings in evals.items():
         kind = settings.get("type", None)
         if kind not in EVALUATORS:
             raise ConfigError(f"evals.{name}.type is {kind!r}; set --config.evals.{name}.type "
                               f"to one of {', '.join(sorted(EVALUATORS))}.")
+        split = settings.get("split", "test")
+        if split not in splits:
+            raise ConfigError(f"evals.{name}.split is {split!r}, a split this run does not "
+                              f"load; use one of {', '.join(splits)}, or add it to "
+                              "--config.data.extra_eval_splits.")
 
 
 def due(settings, step, final, eval_every_steps):
