@@ -106,7 +106,7 @@ class EvalContext:
         def compute():
             images, labels, kept = extract_features(self.exp, self.state, split,
                                                     "embed_images", positions=True)
-            texts, example = captions_of(split)
+            texts, example = captions.captions_of(split)
             if len(texts) == split.num_examples:  # one caption each: one text per name
                 texts, group = np.unique(texts, return_inverse=True)
                 present = np.isin(np.arange(len(texts)), group[kept])
@@ -137,21 +137,10 @@ class EvalContext:
         return self._once(("prompts", which), compute)
 
 
-def captions_of(split):
-    """Every caption of a split and the example it describes: (texts, example indices). An
-    example has one caption (a string) or several (a tuple)."""
-    texts, example = [], []
-    for i, caption in enumerate(split.captions):
-        several = caption if isinstance(caption, tuple | list) else (caption,)
-        texts += list(several)
-        example += [i] * len(several)
-    return texts, np.asarray(example, np.int64)
-
-
 def caption_tokens(split, tokenizer, max_len):
     """The split's captions as token tables: (N, L) for one caption per example, else
     ((N, C, L), counts) with C the most captions of an example (the others padded)."""
-    texts, example = captions_of(split)
+    texts, example = captions.captions_of(split)
     tokens = tokenizer.encode(texts, max_len)
     if len(texts) == split.num_examples:
         return (tokens,)

@@ -424,6 +424,17 @@ def caption_tokenizer_op(tokenizer, max_len):
     return encode
 
 
+def captions_of(split):
+    """Every caption of a split and the example it describes: (texts, example indices). An
+    example has one caption (a string) or several (a tuple)."""
+    texts, example = [], []
+    for i, caption in enumerate(split.captions):
+        several = caption if isinstance(caption, tuple | list) else (caption,)
+        texts += list(several)
+        example += [i] * len(several)
+    return texts, np.asarray(example, np.int64)
+
+
 def first_captions(split, count):
     """The first ``count`` captions of ``split`` in a fixed order (the same on every process),
     e.g. to train a tokenizer: a random-access split's ``captions`` (all of an image's, in
@@ -431,8 +442,7 @@ def first_captions(split, count):
     (their images too, encoded) but not decoded.
     """
     if split.random_access:
-        texts = [t for c in split.captions for t in ((c,) if isinstance(c, str) else c)]
-        return texts[:count]
+        return captions_of(split)[0][:count]
     texts = []
     records = split.stream(0, 1, drop_remainder=False).map(split.decode_encoded)
     for example in records.as_numpy_iterator():
