@@ -28,7 +28,17 @@ from cl_jax.losses.metric import (
     triplet_margin,
 )
 from cl_jax.losses.miners import mochi_negatives
+from cl_jax.losses.mutual_information import dim_local_global
 from cl_jax.losses.non_contrastive import barlow_twins, byol, simsiam, vicreg, vicreg_terms
+from cl_jax.losses.sentence import (
+    cosent,
+    cosine_similarity_mse,
+    multiple_negatives_ranking,
+    quick_thoughts,
+    sbert_softmax_features,
+    sentence_triplet,
+    simcse,
+)
 
 __all__ = [
     "barlow_twins",
@@ -36,8 +46,11 @@ __all__ = [
     "clip",
     "clip_ring",
     "contrastive_margin",
+    "cosent",
+    "cosine_similarity_mse",
     "dcl",
     "dclw",
+    "dim_local_global",
     "debiased_nt_xent",
     "dino",
     "dino_center_update",
@@ -47,11 +60,16 @@ __all__ = [
     "logsumexp_rows",
     "miners",
     "mochi_negatives",
+    "multiple_negatives_ranking",
     "n_pair",
     "nce",
     "nt_xent",
+    "sbert_softmax_features",
+    "quick_thoughts",
+    "sentence_triplet",
     "siglip",
     "siglip_ring",
+    "simcse",
     "simsiam",
     "sinkhorn_knopp",
     "soft_nearest_neighbor",

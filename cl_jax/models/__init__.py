@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 
+from cl_jax.models.bert import BertEncoder
 from cl_jax.models.convnet import ConvNet
 from cl_jax.models.heads import MLP
 from cl_jax.models.resnet import ResNet
@@ -11,7 +12,16 @@ from cl_jax.models.vit import ViT
 # name -> (width, depth, heads): DeiT / timm sizes (Touvron et al. 2021, table 1).
 VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6), "vit_base": (768, 12, 12)}
 
-ENCODERS = ("convnet", "resnet18", "resnet34", "resnet50", "resnet101", *VIT_SIZES)
+ENCODERS = ("convnet", "resnet18", "resnet34", "resnet50", "resnet101", *VIT_SIZES, "text")
+
+TEXT_FIELDS = ("vocab_size", "width", "depth", "num_heads", "mlp_ratio", "max_len", "causal",
+               "pooling", "output_dim", "dropout_rate", "pad_id")
+
+
+def create_text_encoder(text, dtype=jnp.float32, remat=False):
+    """The text tower ``config.model.text`` describes: a ``TextTransformer`` (token ids ->
+    pooled features) with its ``TEXT_FIELDS``."""
+    return TextTransformer(**{k: text[k] for k in TEXT_FIELDS}, dtype=dtype, remat=remat)
 
 
 def create_encoder(name, *, stem="imagenet", widths=(32, 64, 128), width_multiplier=1,
@@ -40,5 +50,5 @@ def create_encoder(name, *, stem="imagenet", widths=(32, 64, 128), width_multipl
     raise ValueError(f"Unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
 
 
-__all__ = ["ConvNet", "MLP", "ResNet", "TextTransformer", "ViT", "create_encoder", "ENCODERS",
-           "VIT_SIZES"]
+__all__ = ["BertEncoder", "ConvNet", "MLP", "ResNet", "TextTransformer", "ViT", "create_encoder",
+           "create_text_encoder", "ENCODERS", "TEXT_FIELDS", "VIT_SIZES"]

@@ -44,6 +44,12 @@ def _normal(std):
     return nn.initializers.normal(stddev=std)
 
 
+def masked_mean(x, valid):
+    """The mean of ``x`` (B, L, W) over the positions where ``valid`` (B, L); 0 for none."""
+    w = valid.astype(jnp.float32)
+    return jnp.einsum("bl,blw->bw", w, x) / jnp.maximum(w.sum(1), 1.0)[:, None]
+
+
 class TextBlock(nn.Module):
     """Pre-norm block ``x + Drop(MHA(LN(x)))`` then ``x + Drop(MLP(LN(x)))``, masked attention.
 
@@ -89,7 +95,9 @@ class TextTransformer(nn.Module):
     ``return_tokens=True`` the call returns ``(pooled, token_features, mask)``: the per-token
     features after the final LayerNorm (B, L, width) float32 and the non-pad mask (B, L) bool;
     ``token_features`` returns the last two alone. Parameters are float32 and the same either
-    way; ``dtype`` is the compute dtype.
+    way; ``dtype`` is the compute dtype. ``keep``, a mask broadcastable to (B, L, width),
+    multiplies the summed token and position embeddings before the first block: the cutoff
+    augmentations (``cl_jax.models.text_cutoff``).
     """
 
     vocab_size: int
@@ -107,7 +115,7 @@ class TextTransformer(nn.Module):
     remat: bool = False  # recompute each block's activations in the backward pass
 
     @nn.compact
-    def __call__(self, tokens, train: bool = False, return_tokens: bool = False):
+    def __call__(self, tokens, train: bool = False, return_tokens: bool = False, keep=None):
         self._check(tokens)
         length = tokens.shape[1]
         valid = tokens != self.pad_id
@@ -118,6 +126,8 @@ class TextTransformer(nn.Module):
                      dtype=self.dtype, name="token_embedding")(tokens)
         pos = self.param("pos_embedding", _normal(0.01), (self.max_len, self.width), jnp.float32)
         x = x + pos[:length].astype(self.dtype)[None]
+        if keep is not None:  # cutoff: zeroed token rows / embedding columns
+            x = x * keep.astype(self.dtype)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         block = nn.remat(TextBlock) if self.remat else TextBlock
         for i in range(self.depth):
@@ -142,8 +152,7 @@ class TextTransformer(nn.Module):
         if self.pooling == "cls":
             return x[:, 0]
         if self.pooling == "mean":
-            w = valid.astype(jnp.float32)
-            return jnp.einsum("bl,blw->bw", w, x) / jnp.maximum(w.sum(1), 1.0)[:, None]
+            return masked_mean(x, valid)
         last = jnp.max(jnp.where(valid, jnp.arange(x.shape[1]), 0), axis=1)
         return jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
 
