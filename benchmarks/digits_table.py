@@ -49,6 +49,23 @@ def run(config, workdir, overrides=()):
         return json.load(f), seconds
 
 
+def run_rows(runs, workdir, row_of, previous=None):
+    """Runs ``(name, config, folder, overrides)`` README commands one after another in
+    ``workdir/folder``, printing each ``row_of(record)`` as it finishes; a folder that is a
+    key of ``previous`` reuses that record instead of running again. Returns the records."""
+    date, machine = time.strftime("%Y-%m-%d"), f"{platform.platform()}, {os.cpu_count()} CPUs"
+    records = []
+    for name, config, folder, overrides in runs:
+        if previous is not None and folder in previous:
+            records.append(previous[folder])
+            continue
+        results, seconds = run(config, os.path.join(workdir, folder), overrides)
+        records.append({"name": name, "folder": folder, **results, "seconds": seconds,
+                        "date": date, "machine": machine})
+        print(row_of(records[-1]), flush=True)
+    return records
+
+
 def row(record):
     accuracies = [f"{record[k]:.3f}" for k in KEYS[:2]]
     fewshot = f"{record['fewshot_top1']:.3f} ± {record.get('fewshot_top1_std', 0.0):.3f}"
@@ -92,6 +109,16 @@ def update_readme(text_table, markers=MARKERS):
     readme = pattern.sub(lambda _: f"{start}\n{text_table}\n{end}", readme)
     with open(path, "w") as f:
         f.write(readme)
+
+
+def publish(text_table, records, json_path, readme, markers):
+    """Prints the table, writes the records to ``json_path`` and, with ``readme``, the table
+    into README.md between ``markers``."""
+    print(text_table)
+    with open(json_path, "w") as f:
+        json.dump({"rows": records}, f, indent=1)
+    if readme:
+        update_readme(text_table, markers)
 
 
 def main():

@@ -9,12 +9,9 @@ Runs the README commands in fresh processes, timing each end to end: CLIP at ran
 """
 
 import argparse
-import json
 import os
-import platform
-import time
 
-from digits_table import REPO, run, update_readme
+from digits_table import REPO, publish, run_rows
 
 MARKERS = ("<!-- image-text-table -->", "<!-- /image-text-table -->")
 
@@ -53,19 +50,8 @@ def main():
             ("siglip", "siglip", "siglip", []),
             ("lit (the clip run's encoder, locked)", "lit", "lit",
              [f"--config.model.init_from={clip_dir}"])]
-    date, machine = time.strftime("%Y-%m-%d"), f"{platform.platform()}, {os.cpu_count()} CPUs"
-    records = []
-    for name, config, folder, overrides in runs:
-        results, seconds = run(config, os.path.join(args.workdir, folder), overrides)
-        records.append({"name": name, **results, "seconds": seconds, "date": date,
-                        "machine": machine})
-        print(row(records[-1]), flush=True)
-    text = table(records)
-    print(text)
-    with open(args.json, "w") as f:
-        json.dump({"rows": records}, f, indent=1)
-    if args.readme:
-        update_readme(text, MARKERS)
+    records = run_rows(runs, args.workdir, row)
+    publish(table(records), records, args.json, args.readme, MARKERS)
 
 
 if __name__ == "__main__":

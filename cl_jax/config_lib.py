@@ -49,6 +49,19 @@ def simclr_views(size, strength=1.0, blur_prob=0.5, **common):
     return v, ml_collections.ConfigDict(v.to_dict())
 
 
+def text_tower(vocab_size=1024, width=128, depth=2, num_heads=4, max_len=24, causal=True,
+               pooling="eos", dropout_rate=0.0, output_dim=0):
+    """A text transformer's fields (``cl_jax.models.TEXT_FIELDS``); vocab_size and pad_id are
+    set from the run's tokenizer."""
+    return ml_collections.ConfigDict(dict(
+        vocab_size=vocab_size, width=width, depth=depth, num_heads=num_heads, mlp_ratio=4,
+        max_len=max_len, causal=causal, pooling=pooling, output_dim=output_dim,
+        dropout_rate=dropout_rate, pad_id=0,
+        # A local Hugging Face BERT / RoBERTa directory (cl_jax.models.hf): its encoder,
+        # weights and tokenizer replace the fields above (a sentence run's text tower).
+        init_from_hf=""))
+
+
 def base_config():
     """Every field any config has, with neutral defaults; presets and methods override."""
     c = ml_collections.ConfigDict()
@@ -69,6 +82,9 @@ def base_config():
     # option: it changes speed, not what is computed.
     c.cpu_dot_library = "auto"
     c.shard_state = False  # shard params and optimiser state over devices (FSDP), not replicate
+    # GradCache (cl_jax.grad_cache): > 0 embeds the batch in chunks of so many rows, keeping
+    # one chunk's activations; the gradient is the full batch's (methods that support it).
+    c.grad_cache_chunk = 0
     # A restart in a workdir whose run has another config is an error unless this is True
     # (changing total_steps / num_epochs, cadences or evaluation is always allowed).
     c.allow_config_change = False
@@ -95,7 +111,15 @@ def base_config():
         # source="csv" / "webdataset" / "coco" (cl_jax.data.captions; see sources.load_split).
         csv_path="", eval_csv_path="", csv_image_column="filepath", csv_caption_column="title",
         shards="", eval_shards="",
-        bad_images="skip"))  # an unreadable image file: "skip" it (with a warning) or "fail"
+        bad_images="skip",  # an unreadable image file: "skip" it (with a warning) or "fail"
+        # Text sources (cl_jax.data.text): "wordnet", "pydoc" (embedded), "lines" / "nli"
+        # (train_file);
+        # nli_form "triples" (anchor, entailment, contradiction) or "pairs" (labelled); the
+        # seed and size (0: all) of WordNet's samples, of its probe splits, and the pairs of
+        # its similarity benchmark; where evaluation splits named as WordNet's come from.
+        train_file="", nli_form="triples", text_seed=0, text_limit=0, text_eval_limit=0,
+        text_sts_pairs=2000, text_eval_source="wordnet",
+        text_chunk=0))  # > 0: examples of so many consecutive sentences (Quick-Thoughts)
 
     c.augment = ml_collections.ConfigDict(dict(
         num_global_views=2, num_local_views=0,
@@ -104,6 +128,10 @@ def base_config():
         colour_on_device=False,
         # Image-text runs: the probability of dropping each word of a caption (on the host).
         caption_word_dropout=0.0,
+        # Sentence runs, on the host per sentence (cl_jax.data.text_augment): the probability
+        # of dropping each word, the window words are shuffled within (0: none), and EDA's
+        # WordNet synonyms: the probability of replacing each word, of inserting one.
+        word_dropout=0.0, word_shuffle_window=0, synonym_replace=0.0, synonym_insert=0.0,
         view1=view(8), view2=view(8), local=view(6, crop_scale=(0.2, 0.5))))
 
     c.model = ml_collections.ConfigDict(dict(
@@ -118,12 +146,16 @@ def base_config():
         dtype="float32", remat=False,
         # Initialise the top-level modules init_modules from the latest checkpoint of the run
         # in init_from (a workdir), e.g. LiT's image tower.
-        init_from="", init_modules=("encoder",)))
+        init_from="", init_modules=("encoder",),
+        # encoder="text": the text transformer (cl_jax.models.TextTransformer); vocab_size and
+        # pad_id are the run's tokenizer's.
+        text=text_tower()))
 
     c.method = ml_collections.ConfigDict(dict(name=""))
 
     c.optim = ml_collections.ConfigDict(dict(
         name="lars", base_lr=0.3, lr_scaling="linear", warmup_epochs=10.0, warmup_steps=-1,
+        schedule="cosine",  # after the warmup: "cosine" or "linear" decay to end_lr_factor
         end_lr_factor=0.0, weight_decay=1e-6, momentum=0.9, nesterov=False,
         trust_coefficient=0.001, clip_lr=False, b1=0.9, b2=0.999,
         lamb_eps=1e-6,  # LAMB's Adam epsilon (You et al. 2020); AdamW keeps optax's 1e-8
@@ -134,7 +166,11 @@ def base_config():
 
     # How the evaluators see the data: frozen features of centre crops (cl_jax.train).
     c.eval = ml_collections.ConfigDict(dict(
-        image_size=8, crop_fraction=1.0, batch_size=256, max_train_examples=-1))
+        image_size=8, crop_fraction=1.0, batch_size=256, max_train_examples=-1,
+        # The graded-similarity split "sts" of sentence runs: a TSV (sentence1, sentence2,
+        # score; or the SICK / STS-benchmark layouts; sts_sick_set picks SICK.txt's SemEval
+        # set, e.g. TEST) or "glue/stsb:validation" (TFDS).
+        sts_file="", sts_sick_set="", sts_tfds=""))
     # The evaluators (cl_jax.evaluation.registry): name -> type, cadence, settings.
     # every_steps: 0 = the run's eval_every_steps, -1 = only at the end. A linear probe runs
     # `epochs` over its training features if >= 0, else `steps`.

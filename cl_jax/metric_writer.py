@@ -21,10 +21,11 @@ def format_duration(seconds):
 
 
 class MetricWriter:
-    def __init__(self, workdir, total_steps, images_per_step):
+    def __init__(self, workdir, total_steps, images_per_step, unit="images"):
         self.enabled = jax.process_index() == 0
         self.total_steps = total_steps
         self.images_per_step = images_per_step
+        self.rate_name = f"{unit}_per_s"  # throughput: images, or examples of a text run
         self._last = None
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
@@ -47,7 +48,7 @@ class MetricWriter:
         now = time.time()
         if self._last is not None and step > self._last[0]:
             steps_per_s = (step - self._last[0]) / (now - self._last[1])
-            scalars = dict(scalars, images_per_s=steps_per_s * self.images_per_step)
+            scalars = dict(scalars, **{self.rate_name: steps_per_s * self.images_per_step})
             eta = format_duration((self.total_steps - step) / steps_per_s)
         else:
             eta = "?"

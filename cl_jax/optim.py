@@ -53,6 +53,21 @@ def warmup_cosine(peak, warmup_steps, total_steps, end_factor=0.0):
         decay_steps=total_steps, end_value=peak * end_factor)
 
 
+def warmup_linear(peak, warmup_steps, total_steps, end_factor=0.0):
+    """Linear warmup over ``warmup_steps`` then linear decay to ``peak * end_factor`` at
+    ``total_steps`` (Hugging Face's ``get_linear_schedule_with_warmup``, which BERT, SimCSE
+    and Sentence-BERT train with)."""
+    total_steps = max(int(total_steps), 1)
+    warmup_steps = min(int(warmup_steps), total_steps - 1) if total_steps > 1 else 0
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, peak, warmup_steps),
+         optax.linear_schedule(peak, peak * end_factor, total_steps - warmup_steps)],
+        [warmup_steps])
+
+
+SCHEDULES = {"cosine": warmup_cosine, "linear": warmup_linear}
+
+
 def is_matrix(params):
     """Mask that is True for weights with two or more dimensions (not biases, not norms)."""
     return jax.tree.map(lambda p: p.ndim > 1, params)
@@ -180,7 +195,10 @@ def learning_rate_schedule(config, batch_size, total_steps, steps_per_epoch):
     warmup = config.warmup_steps
     if warmup < 0:
         warmup = round(config.warmup_epochs * steps_per_epoch)
-    return warmup_cosine(peak, warmup, total_steps, config.end_lr_factor)
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule is {config.schedule!r}; choose one of "
+                          f"{', '.join(SCHEDULES)}.")
+    return SCHEDULES[config.schedule](peak, warmup, total_steps, config.end_lr_factor)
 
 
 def with_online_probe(tx, probe_lr, total_steps):

@@ -33,19 +33,23 @@ class TrainState:
     first_nonfinite_step: jax.Array  # the first of them, -1 if none (int32)
 
 
-def create_method_and_optimizer(config, num_classes, total_steps, steps_per_epoch):
+def create_method_and_optimizer(config, num_classes, total_steps, steps_per_epoch,
+                                encoder=None):
     """The method (network and loss), lr schedule and optimiser a config describes.
 
-    ``num_classes > 0`` adds the online linear probe (with its own optimiser).
+    ``num_classes > 0`` adds the online linear probe (with its own optimiser). ``encoder``:
+    one made already (a pretrained text tower), instead of the config's.
     """
     m = config.model
-    encoder = models.create_encoder(m.encoder, stem=m.stem, widths=m.widths,
-                                    width_multiplier=m.width_multiplier,
-                                    zero_init_residual=m.zero_init_residual,
-                                    patch_size=m.patch_size, num_heads=m.num_heads,
-                                    posemb=m.posemb,
-                                    frozen_patch_embedding=m.frozen_patch_embedding,
-                                    dtype=jnp.dtype(m.dtype), remat=m.remat)
+    if encoder is None and m.encoder == "text":
+        encoder = models.create_text_encoder(m.text, jnp.dtype(m.dtype), m.remat)
+    elif encoder is None:
+        encoder = models.create_encoder(
+            m.encoder, stem=m.stem, widths=m.widths, width_multiplier=m.width_multiplier,
+            zero_init_residual=m.zero_init_residual, patch_size=m.patch_size,
+            num_heads=m.num_heads, posemb=m.posemb,
+            frozen_patch_embedding=m.frozen_patch_embedding, dtype=jnp.dtype(m.dtype),
+            remat=m.remat)
     method = methods.create_method(config.method, encoder, num_classes, total_steps,
                                    steps_per_epoch)
     schedule = optim.learning_rate_schedule(config.optim, config.batch_size, total_steps,

@@ -35,6 +35,7 @@ from cl_jax import (
 )
 from cl_jax.checkpoint import Checkpointer, PreemptionGuard, load_modules
 from cl_jax.data import captions, pipeline, text_augment
+from cl_jax.data import text as text_data
 from cl_jax.data import tokenizer as tokenizer_lib
 from cl_jax.errors import ConfigError, DataError, UserError
 from cl_jax.metric_writer import MetricWriter
@@ -56,9 +57,23 @@ class Experiment:
     method: methods.Method
     schedule: object
     tx: object
-    tokenizer: object = None  # image-text runs: the captions' sentencepiece tokenizer
+    tokenizer: object = None  # text runs: the captions' / sentences' tokenizer
     extra_eval_splits: dict = dataclasses.field(default_factory=dict)
     embed: dict = dataclasses.field(default_factory=dict)  # jitted embedders, one per run
+    notes: list = dataclasses.field(default_factory=list)  # printed when the run starts
+    pretrained: dict | None = None  # {module name: params} loaded into the initial state
+
+    @property
+    def text_tower(self):
+        """The config of the run's text tower (``method.text`` for image-text methods)."""
+        c = self.config
+        return c.model.text if c.model.encoder == "text" else c.method.text
+
+    def encode(self, texts):
+        """Token ids (N, max_len) of ``texts`` as the run's text tower reads them (a BOS
+        first for ``cls`` pooling)."""
+        t = self.text_tower
+        return self.tokenizer.encode(list(texts), t.max_len, add_bos=t.pooling == "cls")
 
 
 class EvalContext:
@@ -88,12 +103,35 @@ class EvalContext:
         return self._cache[key]
 
     def features(self, which):
-        """(features, labels) of the image encoder on a split, or None."""
+        """(features, labels) of the image encoder on a split, or None; of the text encoder
+        (``method.text_features``) on the first sentence of each example of a text split."""
         split = self.split(which)
         if split is None:
             return None
+        if split.texts is not None:
+            return self._once(("features", which), lambda: (
+                embed_texts(self.exp, self.state, split.texts[0], "text_features"),
+                np.asarray(split.read(np.arange(split.num_examples))["label"])))
         return self._once(("features", which),
                           lambda: extract_features(self.exp, self.state, split))
+
+    def sentence_pairs(self, which):
+        """Embeddings of the two sentences of each pair of a text split and its scores
+        (``a``, ``b``, ``scores``), or None. Each distinct sentence is embedded once: those
+        are ``unique``, and ``rows`` the rows of ``a`` and ``b`` in it."""
+        split = self.split(which)
+        if split is None or split.texts is None or len(split.texts) < 2:
+            return None
+
+        def compute():
+            texts, inverse = np.unique(np.asarray(split.texts[0] + split.texts[1], object),
+                                       return_inverse=True)
+            unique = embed_texts(self.exp, self.state, list(texts), "text_features")
+            n = split.num_examples
+            return {"a": unique[inverse[:n]], "b": unique[inverse[n:]], "unique": unique,
+                    "rows": (inverse[:n], inverse[n:]), "scores": split.scores}
+
+        return self._once(("pairs", which), compute)
 
     def image_text(self, which):
         """Image and caption embeddings of an image-text split, or None. With one caption per
@@ -174,6 +212,14 @@ def validate(config):
         raise ConfigError(f"{config.method.name} does not use multi-crop's local views; set "
                           "--config.augment.num_local_views=0 or pick a method that does "
                           "(swav, dino).")
+    if config.grad_cache_chunk and not method_cls.supports_grad_cache:
+        supported = sorted(n for n, m in methods.METHODS.items() if m.supports_grad_cache)
+        raise ConfigError(f"{config.method.name} does not embed through GradCache; set "
+                          f"--config.grad_cache_chunk=0 or pick one of {', '.join(supported)}.")
+    if config.grad_cache_chunk < 0 or (config.grad_cache_chunk
+                                       and config.batch_size % config.grad_cache_chunk):
+        raise ConfigError(f"grad_cache_chunk={config.grad_cache_chunk} must divide the batch "
+                          f"({config.batch_size}) into chunks; pick a divisor, or 0 for none.")
     if config.total_steps < 0 and config.num_epochs <= 0:
         raise ConfigError("Set --config.num_epochs > 0 or --config.total_steps >= 0.")
     for name, value, allowed in (("nonfinite", config.nonfinite, ("stop", "skip")),
@@ -196,6 +242,8 @@ def check_indexable(config, train_split):
             "or joining splits); set --config.data.cache_in_memory=True (a data set that fits "
             "in memory) or train on an image folder (--config.data.source=folder "
             "--config.data.train_dir=...).")
+    if "num_examples" not in config.method:  # indices for per-example randomness only
+        return
     if config.method.num_examples <= 0:
         config.method.num_examples = n
     elif config.method.num_examples != n:
@@ -204,11 +252,15 @@ def check_indexable(config, train_split):
                           f"--config.method.num_examples={n} (or 0 to use the split's size).")
 
 
-def run_tokenizer(config, train_split, workdir):
-    """The captions' tokenizer: ``data.tokenizer_file``, the run's own (``workdir``), or one
-    trained on the training captions (saved in ``workdir`` by process 0)."""
-    text = config.method.text
-    texts = lambda: captions.first_captions(train_split, config.data.tokenizer_captions)
+def run_tokenizer(config, train_split, workdir, text):
+    """The captions' or sentences' tokenizer: ``data.tokenizer_file``, the run's own
+    (``workdir``), or one trained on the first ``data.tokenizer_captions`` training texts
+    (saved in ``workdir`` by process 0). ``text``: the text tower's config."""
+    count = config.data.tokenizer_captions
+    if train_split.texts is not None:
+        texts = lambda: text_data.sentences_of(train_split, count)
+    else:
+        texts = lambda: captions.first_captions(train_split, count)
     if workdir is None and not config.data.tokenizer_file:
         return tokenizer_lib.Tokenizer.from_bytes(
             tokenizer_lib.train_model_proto(texts(), text.vocab_size))
@@ -246,12 +298,16 @@ def create_experiment(config, mesh=None, workdir=None) -> Experiment:
     mesh = mesh or parallel.create_mesh()
     parallel.local_batch_size(config.batch_size, mesh)  # a clear error if it does not divide
     parallel.local_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
-    train_split = data.load_split(config.data, "train")
-    eval_train = data.load_split(config.data, "eval_train")
-    eval_test = data.load_split(config.data, "eval_test")
+    method_cls = methods.METHODS[config.method.name]
+    sentences = "sentences" in method_cls.inputs
+    if sentences:
+        load = lambda purpose, name=None: text_data.load_text_split(config, purpose, name)
+    else:
+        load = lambda purpose, name=None: data.load_split(config.data, purpose, name)
+    train_split, eval_train, eval_test = load("train"), load("eval_train"), load("eval_test")
+    extra = {name: load("eval_extra", name) for name in config.data.extra_eval_splits}
     labelled = [s for s in (eval_train, train_split) if s is not None and s.num_classes]
     num_classes = labelled[0].num_classes if labelled else 0
-    method_cls = methods.METHODS[config.method.name]
     if method_cls.needs_labels and not train_split.num_classes:
         raise ConfigError(
             f"{config.method.name} needs labels, but {train_split.name} has none; train on a "
@@ -261,28 +317,77 @@ def create_experiment(config, mesh=None, workdir=None) -> Experiment:
     if "index" in method_cls.inputs:
         check_indexable(config, train_split)
         method_cls.validate(config)  # again, now that num_examples is the split's size
-    tokenizer = None
+    tokenizer, notes, encoder, pretrained = None, [], None, None
+    if sentences:
+        notes = [f"{split.name}: {split.provenance['skipped']}"
+                 for split in (train_split, eval_train, eval_test, *extra.values())
+                 if split is not None and (split.provenance or {}).get("skipped")]
+        if config.model.text.init_from_hf:
+            encoder, pretrained, tokenizer, info = pretrained_text_tower(config)
+            notes.append(f"text tower: the {info['model_type']} of {info['directory']} "
+                         f"({info['num_layers']} layers, width {info['hidden_size']}, "
+                         f"{info['vocab_size']} tokens)")
+        tokenizer, train_split, truncated = sentence_data(config, method_cls, train_split,
+                                                          workdir, tokenizer)
+        notes += truncated
     if "tokens" in method_cls.inputs:
         if train_split.captions is None:  # a stream's are () (read from its records)
             raise ConfigError(
                 f"{config.method.name} trains on image-text pairs, but {train_split.name} has "
                 "no captions; set --config.data.source=glyphs (the embedded set) or a "
                 "captioned source.")
-        tokenizer = run_tokenizer(config, train_split, workdir)
+        tokenizer = run_tokenizer(config, train_split, workdir, config.method.text)
         config.method.text.update(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
         train_split = with_caption_tokens(train_split, tokenizer, config.method.text.max_len)
-    extra = {name: data.load_split(config.data, "eval_extra", name)
-             for name in config.data.extra_eval_splits}
     steps_per_epoch = train_split.num_examples / config.batch_size
     total_steps = config.total_steps
     if total_steps < 0:
         total_steps = math.ceil(config.num_epochs * steps_per_epoch)
     probe_classes = num_classes if config.online_probe and train_split.num_classes else 0
     method, schedule, tx = create_method_and_optimizer(config, probe_classes, total_steps,
-                                                       steps_per_epoch)
-    method.mesh = mesh
+                                                       steps_per_epoch, encoder)
+    method.mesh, method.grad_cache_chunk = mesh, config.grad_cache_chunk
     return Experiment(config, mesh, train_split, eval_train, eval_test, num_classes,
-                      steps_per_epoch, total_steps, method, schedule, tx, tokenizer, extra)
+                      steps_per_epoch, total_steps, method, schedule, tx, tokenizer, extra,
+                      notes=notes, pretrained=pretrained)
+
+
+def pretrained_text_tower(config):
+    """``(encoder, {"encoder": params}, tokenizer, info)`` of ``model.text.init_from_hf``; the
+    text tower's fields become the checkpoint's (its vocabulary, width, pad id)."""
+    from cl_jax.models import hf
+
+    text = config.model.text
+    module, params, tokenizer, info = hf.load_hf_encoder(
+        text.init_from_hf, pooling=text.pooling, dropout=text.dropout_rate)
+    if text.max_len > module.max_len:
+        raise ConfigError(f"model.text.max_len={text.max_len} exceeds the {module.max_len} "
+                          f"positions of {text.init_from_hf}; lower it.")
+    text.update(vocab_size=module.vocab_size, width=module.hidden_size,
+                depth=module.num_layers, num_heads=module.num_heads, pad_id=module.pad_id)
+    return module, {"encoder": params}, tokenizer, info
+
+
+def sentence_data(config, method_cls, train_split, workdir, tokenizer=None):
+    """A sentence method's tokenizer (the run's sentencepiece one unless ``tokenizer`` is
+    given), its training split with token ids, and what to tell the user about the data
+    (sentences truncated to the text tower's ``max_len``)."""
+    k, counts = len(train_split.texts), method_cls.sentence_counts(config)
+    if k not in counts:
+        raise ConfigError(
+            f"{config.method.name} trains on {' or '.join(map(str, counts))} "
+            f"sentence(s) per example; {train_split.name} has {k}. Pick another data.source / "
+            "data.train_split (e.g. data.nli_form) or method.")
+    text = config.model.text
+    if tokenizer is None:
+        tokenizer = run_tokenizer(config, train_split, workdir, text)
+        text.update(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
+    split, truncated = text_data.with_sentence_tokens(train_split, tokenizer, text.max_len,
+                                                      add_bos=text.pooling == "cls")
+    notes = [f"{truncated} of {k * split.num_examples} training sentences are longer than "
+             f"{text.max_len} tokens and were truncated (model.text.max_len)."] if truncated \
+        else []
+    return tokenizer, split, notes
 
 
 def state_init_fn(exp: Experiment):
@@ -296,6 +401,10 @@ def initial_state(exp: Experiment):
     c = exp.config
     state = jax.jit(state_init_fn(exp), out_shardings=state_sharding(exp))(
         jax.random.key(c.seed))
+    if exp.pretrained:  # a pretrained text tower (model.text.init_from_hf)
+        params = dict(jax.device_get(state.params), **exp.pretrained)
+        state = state.replace(params=params, opt_state=exp.tx.init(params))
+        state = jax.device_put(state, state_sharding(exp))
     if not c.model.init_from:
         return state
     params, batch_stats = load_modules(c.model.init_from, tuple(c.model.init_modules),
@@ -336,13 +445,13 @@ def embedder(exp, name):
     return exp.embed[name]
 
 
-def embed_texts(exp, state, texts):
-    """``method.embed_texts`` of every text (tokenised with the run's tokenizer), on host."""
-    c = exp.config
-    tokens = exp.tokenizer.encode(list(texts), c.method.text.max_len)
-    size = c.eval.batch_size
+def embed_texts(exp, state, texts, fn="embed_texts"):
+    """``method.<fn>`` (``embed_texts``: an image-text model's text embeddings) of every text,
+    tokenised with the run's tokenizer, on host."""
+    tokens = exp.encode(texts)
+    size = exp.config.eval.batch_size
     padded = np.pad(tokens, ((0, -len(tokens) % size), (0, 0)), constant_values=0)
-    embed = embedder(exp, "embed_texts")
+    embed = embedder(exp, fn)
     local = size // jax.process_count()
     mine = slice(jax.process_index() * local, (jax.process_index() + 1) * local)
     out = []
@@ -473,14 +582,37 @@ def train_and_evaluate(config, workdir, mesh=None):
 
 
 def caption_augment(exp):
-    """Word dropout on the captions (``augment.caption_word_dropout``), or None."""
-    rate = exp.config.augment.caption_word_dropout
-    if exp.tokenizer is None or rate <= 0:
+    """The host's token augmentation of captions (``augment.caption_word_dropout``) or of
+    every sentence (``augment.word_dropout``, ``synonym_replace``, ``synonym_insert``,
+    ``word_shuffle_window``, in that order), or None."""
+    a, t = exp.config.augment, exp.tokenizer
+    if t is None:
         return None
-    t = exp.tokenizer
-    starts = text_augment.word_start_table(t)
-    return lambda tokens, seed: text_augment.word_dropout(tokens, seed, rate, starts,
-                                                          (t.bos_id, t.eos_id), t.pad_id)
+    if exp.train_split.texts is None:
+        rate, replace, insert, window = a.caption_word_dropout, 0.0, 0.0, 0
+    else:
+        rate, replace, insert, window = (a.word_dropout, a.synonym_replace, a.synonym_insert,
+                                         a.word_shuffle_window)
+    if rate <= 0 and replace <= 0 and insert <= 0 and window <= 0:
+        return None
+    starts, keep = text_augment.word_start_table(t), (t.bos_id, t.eos_id)
+    table = None
+    if replace > 0 or insert > 0:
+        from cl_jax.data import wordnet
+
+        table = text_augment.synonym_table(t, wordnet.synonyms(wordnet.load()))
+
+    def augment(tokens, seed):
+        seeds = [tf.random.experimental.stateless_fold_in(seed, i) for i in range(1, 4)]
+        tokens = text_augment.word_dropout(tokens, seed, rate, starts, keep, t.pad_id)
+        if table is not None:
+            tokens = text_augment.synonym_replace(tokens, seeds[0], replace, table, starts,
+                                                  t.pad_id)
+            tokens = text_augment.synonym_insert(tokens, seeds[1], insert, table, starts, keep,
+                                                 t.pad_id)
+        return text_augment.word_shuffle(tokens, seeds[2], window, starts, keep, t.pad_id)
+
+    return augment
 
 
 def train_loop(exp: Experiment, workdir, checkpointer):
@@ -490,12 +622,15 @@ def train_loop(exp: Experiment, workdir, checkpointer):
     if jax.process_index() == 0:
         resume.truncate_metrics(workdir, start_step)
         resume.truncate_tensorboard(workdir, start_step)
-    writer = MetricWriter(workdir, exp.total_steps, c.batch_size)
+    writer = MetricWriter(workdir, exp.total_steps, c.batch_size,
+                          "examples" if exp.train_split.texts is not None else "images")
     writer.print(f"{c.method.name}: {exp.train_split.name} ({exp.train_split.num_examples} "
                  f"examples), batch {c.batch_size} on {exp.mesh.size} device(s)"
                  + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
                  + f", {exp.total_steps} steps"
                  + (f", resuming at step {start_step}" if start_step else ""))
+    for note in exp.notes:
+        writer.print(note)
 
     train_step = jit_train_step(exp)
     process = dict(process_index=jax.process_index(), process_count=jax.process_count())

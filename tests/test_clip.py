@@ -101,6 +101,32 @@ def test_ring_loss_equals_the_dense_loss_in_the_step(loss):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_grad_cache_in_the_clip_loss_is_the_plain_loss_for_one_chunk():
+    """The wiring (both towers, the scale, BatchNorm statistics) through ``cached_embed``;
+    tests/test_grad_cache.py covers several chunks and what BatchNorm makes of them."""
+    results = {}
+    for chunk in (0, 16):
+        config = tiny("clip")
+        config.grad_cache_chunk = chunk
+        exp = train.create_experiment(config)
+        state = train.initial_state(exp)
+        batch = parallel.to_global(batch_of(exp), exp.mesh)
+        inputs = {"views": batch["views"], "tokens": batch["tokens"]}
+
+        @jax.jit
+        def loss_and_grad(params, batch_stats, inputs, exp=exp):
+            def f(p):
+                loss, aux = exp.method.loss(p, batch_stats, {}, inputs, jax.random.key(0), 0)
+                return loss, aux.batch_stats
+
+            return jax.value_and_grad(f, has_aux=True)(params)
+
+        results[chunk] = jax.device_get(loss_and_grad(state.params, state.batch_stats, inputs))
+    for got, want in zip(jax.tree.leaves(results[16]), jax.tree.leaves(results[0]),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_clip_logit_scale_is_clamped_at_100():
     exp = train.create_experiment(tiny())
     params = {"log_scale": jnp.float32(7.0), "other": jnp.ones(2)}

@@ -30,7 +30,8 @@ def test_the_packaged_configs_are_the_files_of_cl_jax_configs():
 def test_every_preset_loads_by_name_and_by_path(name):
     presets = MODULES[name].PRESETS
     # The default is the embedded data set of the method's modality.
-    assert presets[0] in ("digits", "glyphs") and len(set(presets)) == len(presets)
+    assert presets[0] in ("digits", "glyphs", "wordnet", "pydoc") \
+        and len(set(presets)) == len(presets)
     loaded = {}
     for preset in presets:
         by_name = config_lib.load_config_file(f"{name}:{preset}")
@@ -116,3 +117,8 @@ def test_a_non_editable_install_includes_the_configs():
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
         find = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]
     assert "cl_jax.configs" in setuptools.find_packages(str(REPO), include=find["include"])
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:  # the embedded WordNet too
+        data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["cl_jax.data"]
+    for name in data:
+        assert os.path.exists(os.path.join(REPO, "cl_jax", "data", name))
+    assert "wordnet30/wordnet30.tsv.xz" in data

@@ -68,7 +68,9 @@ def test_batch_statistics_are_those_of_the_declared_group(grouping):
 
 
 def test_every_method_declares_its_reference_grouping():
-    assert {name: m.view_grouping for name, m in methods.METHODS.items()} == REFERENCE_GROUPING
+    image_methods = {name: m.view_grouping for name, m in methods.METHODS.items()
+                     if "views" in m.inputs}  # the sentence methods have no image views
+    assert image_methods == REFERENCE_GROUPING
 
 
 @pytest.mark.parametrize("name", sorted(set(REFERENCE_GROUPING) - {"clip"}))  # one view

@@ -47,3 +47,16 @@ def test_batch_not_divisible_by_devices_is_a_clear_error():
     config.batch_size = 12
     with pytest.raises(Exception, match="multiple of the number of devices"):
         train.create_experiment(config)
+
+
+def test_simclr_grad_cache_with_one_chunk_is_the_plain_step_and_runs_with_more():
+    config = tiny_config("simclr")
+    host_batch = digits_batch(config)
+    plain = run_on(jax.devices(), config, host_batch)
+    config.grad_cache_chunk = 16  # one chunk: the same program, BatchNorm over the batch
+    one_chunk = run_on(jax.devices(), config, host_batch)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(one_chunk), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    config.grad_cache_chunk = 8  # two ghost batches: finite, and not the full-batch numbers
+    metrics, grads, _, _ = run_on(jax.devices(), config, host_batch)
+    assert np.isfinite(metrics["loss"]) and metrics["loss"] != plain[0]["loss"]

@@ -403,7 +403,8 @@ def test_readers_need_neither_tensorflow_nor_tfds(tmp_path):
 
 def test_read_pairs_reads_sentence_paraphrase_columns(tmp_path):
     path = tmp_path / "pairs.tsv"
-    path.write_text("id\tsentence\tparaphrase\n1\ta cat\tone cat\n2\t\tnothing\n3\tdogs\tsome dogs\n")
+    path.write_text("id\tsentence\tparaphrase\n1\ta cat\tone cat\n2\t\tnothing\n"
+                    "3\tdogs\tsome dogs\n")
     found = text_files.read_pairs(path)
     assert found.sentence1 == ("a cat", "dogs") and found.sentence2 == ("one cat", "some dogs")
     assert found.skipped() == "skipped 1 row with an empty field"

@@ -56,13 +56,7 @@ PRESETS = ("glyphs", "coco", "csv", "webdataset")
 GLYPHS_MEAN, GLYPHS_STD = (0.0968,), (0.2709,)  # ink over the training split, 32 px
 
 
-def text_tower(vocab_size=1024, width=128, depth=2, num_heads=4, max_len=24, causal=True,
-               pooling="eos", dropout_rate=0.0):
-    """The text transformer's fields (``cl_jax.models.TextTransformer``); vocab_size and
-    pad_id are the tokenizer's."""
-    return dict(vocab_size=vocab_size, width=width, depth=depth, num_heads=num_heads,
-                max_len=max_len, causal=causal, pooling=pooling, dropout_rate=dropout_rate,
-                pad_id=0)
+text_tower = config_lib.text_tower  # the text transformer's fields
 
 
 def image_text_config(loss="clip", preset=PRESETS[0]):

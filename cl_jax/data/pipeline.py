@@ -75,14 +75,20 @@ def make_views(example, seed, views, mean, std, index=-1, colour=True, channels=
     normalisation on the accelerator. An example with ``tokens`` (a caption) keeps them, passed
     through ``text_augment(tokens, seed)`` if given; with ``num_captions`` (several captions,
     ``tokens`` (C, L)) one of its first ``num_captions`` is drawn from the example's seed.
+    A text example (``sentences`` (K, L), ``score``; ``cl_jax.data.text``) has no image: its
+    sentences are passed through ``text_augment`` one by one, each with its own seed.
     """
+    out = {"label": example["label"], "index": tf.cast(index, tf.int32)}
+    if "sentences" in example:  # a text example: K sentences, no image
+        return dict(out, score=example["score"],
+                    sentences=augment_sentences(example["sentences"], seed, text_augment))
     seeds = split_seed(seed, len(views))
     image = example["encoded"] if "encoded" in example else example["image"]
     made = tuple(augment_view(image, s, v, colour, channels)
                  for s, v in zip(seeds, views, strict=True))
     if colour:
         made = tuple(normalize(view, mean, std) for view in made)
-    out = {"views": made, "label": example["label"], "index": tf.cast(index, tf.int32)}
+    out["views"] = made
     if "tokens" in example:  # an image-text example: its caption's token ids
         tokens = example["tokens"]
         text_seed = tf.random.experimental.stateless_fold_in(seed, 1)  # the views' unchanged
@@ -94,6 +100,18 @@ def make_views(example, seed, views, mean, std, index=-1, colour=True, channels=
             tokens = text_augment(tokens, text_seed)
         out["tokens"] = tokens
     return out
+
+
+def augment_sentences(sentences, seed, text_augment=None):
+    """``sentences`` (K, L) token ids, each row through ``text_augment(tokens, seed)`` with
+    its own seed drawn from the example's."""
+    if text_augment is None:
+        return sentences
+    count = tf.shape(sentences)[0]
+    seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 1), count)
+    return tf.map_fn(lambda args: text_augment(args[0], args[1]), (sentences, seeds),
+                     fn_output_signature=sentences.dtype)
 
 
 def rows_of_batch(step, global_batch, process_index, process_count):

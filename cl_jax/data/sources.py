@@ -51,6 +51,11 @@ class Split:
     # What a generated data set was made from (the glyphs' fonts and their hash), JSON-able;
     # the run writes it to workdir/data.json.
     provenance: dict | None = None
+    # Text splits (``cl_jax.data.text``): K columns of N sentences each (an example is one
+    # sentence of every column: a sentence, a pair, or anchor / positive / hard negative),
+    # and for a graded-similarity (STS) split each pair's gold score.
+    texts: tuple | None = None
+    scores: np.ndarray | None = None
 
     def __post_init__(self):
         if self.random_access and not self.index_size:

@@ -158,6 +158,10 @@ class Method:
     view_grouping = "per_view"
     #: The run's device mesh, set by the loop (for losses written with ``shard_map``).
     mesh = None
+    #: Whether the loss embeds through ``cl_jax.grad_cache`` when ``grad_cache_chunk`` (the
+    #: run's ``config.grad_cache_chunk``, set by the loop) is > 0.
+    supports_grad_cache = False
+    grad_cache_chunk = 0
 
     def __init__(self, config, encoder, num_classes=0, total_steps=1, steps_per_epoch=1.0):
         self.config = config

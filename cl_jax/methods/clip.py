@@ -25,6 +25,12 @@ padded with the tokenizer's pad id). ``method.ring=True`` computes the loss with
 no device holds more than an ``N/d x N/d`` block of logits; it needs the batch sharded over
 more than one device.
 
+GradCache (``config.grad_cache_chunk=K``, ``cl_jax.grad_cache``): both towers run on chunks
+of K pairs, one chunk's activations kept, and the gradient is the full batch's for the text
+tower; the image tower's BatchNorm normalises each chunk by its own statistics (ghost batches
+of K) and its running averages are updated once per chunk, so with BatchNorm the result is
+that of ghost-batch normalisation, not of BatchNorm over the whole batch.
+
 Evaluation: the image evaluators (kNN, linear, few-label) use the image encoder's features;
 the zero-shot and retrieval evaluators use ``embed_images`` and ``embed_texts``, the
 L2-normalised projections of either tower.
@@ -37,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from cl_jax import losses
+from cl_jax import grad_cache, losses
 from cl_jax.errors import ConfigError
 from cl_jax.losses._utils import l2_normalize
 from cl_jax.methods.base import LossAux, Method
@@ -86,6 +92,7 @@ class CLIP(Method):
     name = "clip"
     inputs = ("views", "tokens")
     min_views = 1
+    supports_grad_cache = True
 
     @classmethod
     def validate(cls, config):
@@ -137,11 +144,21 @@ class CLIP(Method):
         return jax.shard_map(ring, mesh=mesh, in_specs=(P(axis), P(axis), P()),
                              out_specs=P())(image, text, scale)
 
+    def towers(self, params, batch_stats, inputs, rng):
+        """Both towers in training mode: ({"image", "text"} embeddings, new batch_stats)."""
+        out, updates = self.network.apply({"params": params, "batch_stats": batch_stats},
+                                          inputs["images"], inputs["tokens"], train=True,
+                                          mutable=["batch_stats"], rngs={"dropout": rng})
+        return out, updates["batch_stats"]
+
     def loss(self, params, batch_stats, extra, batch, rng, step):
         variables = {"params": params, "batch_stats": batch_stats}
-        out, updates = self.network.apply(variables, batch["views"][0], batch["tokens"],
-                                          train=True, mutable=["batch_stats"],
-                                          rngs={"dropout": rng})
+        inputs = {"images": batch["views"][0], "tokens": batch["tokens"]}
+        if self.grad_cache_chunk:
+            towers = grad_cache.cached_embed(self.towers, self.grad_cache_chunk, has_state=True)
+            out, new_batch_stats = towers(params, batch_stats, inputs, rng)
+        else:
+            out, new_batch_stats = self.towers(params, batch_stats, inputs, rng)
         scale, bias = self.network.apply(variables, method=TwoTowers.scale_and_bias)
         loss = self.pair_loss(out["image"], out["text"], scale, bias)
         metrics = {"logit_scale": scale}
@@ -151,7 +168,7 @@ class CLIP(Method):
             metrics["batch_i2t_top1"] = jnp.mean(hits)
         if bias is not None:
             metrics["logit_bias"] = bias
-        return loss, LossAux(metrics=metrics, batch_stats=updates["batch_stats"])
+        return loss, LossAux(metrics=metrics, batch_stats=new_batch_stats)
 
     def constrain_params(self, params):
         if self.config.loss == "siglip":

@@ -42,9 +42,14 @@ with the decay (a gradient twice as large halves the relative weight decay), and
 BatchNorm parameters, outside the trust ratio, step by ``lr * g`` (twice as far). The
 ``imagenet`` presets of ``configs/simclr.py`` and ``configs/dcl.py`` set 2.0, so that the
 paper's learning rate and weight decay mean what they meant there (docs/recipes.md).
+
+GradCache (``config.grad_cache_chunk=K``, ``cl_jax.grad_cache``): both views of K examples are
+embedded per chunk with one chunk's activations kept; BatchNorm then normalises each chunk's
+2K views by their own statistics (ghost batches), so the gradient is that of ghost-batch
+normalisation with K examples, not of BatchNorm over the whole batch (equal with one chunk).
 """
 
-from cl_jax import losses
+from cl_jax import grad_cache, losses
 from cl_jax.errors import ConfigError
 from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
 from cl_jax.models import MLP
@@ -83,6 +88,7 @@ def contrastive_loss(config, z1, z2):
 class SimCLR(Method):
     name = "simclr"
     view_grouping = "per_resolution"
+    supports_grad_cache = True
 
     def __init__(self, config, *args, **kwargs):
         check_loss_config(config)
@@ -94,8 +100,14 @@ class SimCLR(Method):
         return Network(encoder=encoder, projector=projector, num_classes=num_classes)
 
     def loss(self, params, batch_stats, extra, batch, rng, step):
-        views = batch["views"]
-        outputs, batch_stats = self.forward(params, batch_stats, views[:2])
+        views = tuple(batch["views"][:2])
+        if self.grad_cache_chunk:  # both views of K examples per chunk, one chunk kept
+            forward = lambda p, stats, v, r: self.forward(p, stats, v)
+            outputs, batch_stats = grad_cache.cached_embed(
+                forward, self.grad_cache_chunk, has_state=True)(params, batch_stats, views,
+                                                                None)
+        else:
+            outputs, batch_stats = self.forward(params, batch_stats, views)
         z1, z2 = outputs[0]["projection"], outputs[1]["projection"]
         loss = contrastive_loss(self.config, z1, z2)
         return loss, LossAux(metrics={}, batch_stats=batch_stats,
