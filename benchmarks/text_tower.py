@@ -34,6 +34,7 @@ from _common import REPO, flops_of, mfu, peak_tflops, resolve_dtype, time_steps 
 
 from cl_jax import losses  # noqa: E402
 from cl_jax.configs.clip import text_tower  # noqa: E402
+from cl_jax.models import TEXT_FIELDS  # noqa: E402
 from cl_jax.models.text import TextTransformer  # noqa: E402
 
 # name: (TextTransformer fields, output_dim, default batch)
@@ -75,7 +76,8 @@ def make_step(model, tx):
 
 def benchmark(name, batch, steps, warmup, dtype, peak):
     fields, output_dim, _ = SIZES[name]
-    model = TextTransformer(**fields, output_dim=output_dim, dtype=jnp.dtype(dtype))
+    model = TextTransformer(**{k: fields[k] for k in TEXT_FIELDS if k != "output_dim"},
+                            output_dim=output_dim, dtype=jnp.dtype(dtype))
     rng = np.random.RandomState(0)
     length = fields["max_len"]
     tokens = jnp.asarray(rng.randint(1, fields["vocab_size"], (batch, length)), jnp.int32)

@@ -170,7 +170,10 @@ def base_config():
         # The graded-similarity split "sts" of sentence runs: a TSV (sentence1, sentence2,
         # score; or the SICK / STS-benchmark layouts; sts_sick_set picks SICK.txt's SemEval
         # set, e.g. TEST) or "glue/stsb:validation" (TFDS).
-        sts_file="", sts_sick_set="", sts_tfds=""))
+        sts_file="", sts_sick_set="", sts_tfds="",
+        # The split "probe": a TSV of labelled sentences (sentence, label), scored by the
+        # evaluator type "sentence_probe" (SentEval's k-fold logistic regression).
+        probe_file=""))
     # The evaluators (cl_jax.evaluation.registry): name -> type, cadence, settings.
     # every_steps: 0 = the run's eval_every_steps, -1 = only at the end. A linear probe runs
     # `epochs` over its training features if >= 0, else `steps`.

@@ -195,10 +195,11 @@ def learning_rate_schedule(config, batch_size, total_steps, steps_per_epoch):
     warmup = config.warmup_steps
     if warmup < 0:
         warmup = round(config.warmup_epochs * steps_per_epoch)
-    if config.schedule not in SCHEDULES:
-        raise ConfigError(f"optim.schedule is {config.schedule!r}; choose one of "
+    schedule = config.get("schedule", "cosine")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule is {schedule!r}; choose one of "
                           f"{', '.join(SCHEDULES)}.")
-    return SCHEDULES[config.schedule](peak, warmup, total_steps, config.end_lr_factor)
+    return SCHEDULES[schedule](peak, warmup, total_steps, config.end_lr_factor)
 
 
 def with_online_probe(tx, probe_lr, total_steps):

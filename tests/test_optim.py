@@ -39,6 +39,22 @@ def test_warmup_then_cosine():
     assert float(schedule(110)) == pytest.approx(0.0, abs=1e-7)
 
 
+def test_warmup_then_linear_decay_as_hugging_face():
+    config = optim_config()
+    config.schedule = "linear"
+    schedule = optim.learning_rate_schedule(config, batch_size=512, total_steps=110,
+                                            steps_per_epoch=10)
+    peak = 0.2 * 512 / 256
+    assert float(schedule(5)) == pytest.approx(peak / 2)
+    assert float(schedule(10)) == pytest.approx(peak)
+    # get_linear_schedule_with_warmup: peak * (110 - t) / (110 - 10) after the warmup.
+    for t in (35, 60, 100):
+        assert float(schedule(t)) == pytest.approx(peak * (110 - t) / 100, rel=1e-5)
+    config.schedule = "step"
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        optim.learning_rate_schedule(config, 512, 110, 10)
+
+
 def lars_reference(ws, gs, lrs, wd, eta, momentum, clip, adapt):
     """LARS written from You et al. 2017 (PyTorch-style momentum); ``adapt=False`` (biases and
     norms, BYOL's exclusions): plain momentum SGD, no decay, no trust ratio."""

@@ -278,3 +278,38 @@ def test_cert_trains_moco_on_sentence_paraphrase_pairs(tmp_path):
     c.method.queue_size = 20
     with pytest.raises(ConfigError, match="queue_size"):
         train.create_experiment(c)
+
+
+def test_a_labelled_sentence_file_is_probed_by_cross_validation(tmp_path):
+    probe = tmp_path / "probe.tsv"
+    words = ("good great fine", "bad awful poor")
+    probe.write_text("sentence\tlabel\n" + "".join(
+        f"{words[i % 2].split()[i % 3]} thing {i}\t{('pos', 'neg')[i % 2]}\n"
+        for i in range(43)))
+    c = tiny()
+    c.eval.probe_file = str(probe)
+    c.evals = {"probe": dict(type="sentence_probe", every_steps=0, split="probe", folds=4,
+                             epochs=-1.0, steps=50, batch_size=64, lr=0.1, weight_decay=0.0)}
+    exp = train.create_experiment(c)
+    split = exp.extra_eval_splits["probe"]
+    assert split.num_examples == 43 and split.num_classes == 2
+    results = train.evaluate(exp, train.initial_state(exp), final=True)
+    assert set(results) == {"probe_acc", "probe_acc_std"} and 0 <= results["probe_acc"] <= 1
+    c.eval.probe_file = ""  # no file: nothing to score
+    exp = train.create_experiment(c)
+    assert train.evaluate(exp, train.initial_state(exp), final=True) == {}
+
+
+def test_cross_validated_accuracy_trains_on_the_other_folds():
+    from cl_jax.evaluation import sts
+
+    rng = np.random.RandomState(0)
+    labels = np.arange(41) % 2
+    features = np.stack([labels * 4.0 - 2.0, rng.normal(size=41)], axis=1)  # separable
+    mean, std = sts.cross_validated_accuracy(features, labels, 2, folds=4, steps=100,
+                                             batch_size=64, lr=0.1, weight_decay=0.0)
+    assert mean == 1.0 and std == 0.0
+    noise = rng.normal(size=(41, 2))  # no signal: about chance
+    mean, _ = sts.cross_validated_accuracy(noise, labels, 2, folds=4, steps=100, batch_size=64,
+                                           lr=0.1, weight_decay=0.0)
+    assert mean < 0.8

@@ -61,7 +61,8 @@ def sentence_config(method, preset):
     c.online_probe = False
     c.method = method
     c.data.update(source="wordnet", train_split="glosses", eval_train_split="categories_train",
-                  eval_test_split="categories_test", extra_eval_splits=("sts", "definitions"),
+                  eval_test_split="categories_test",
+                  extra_eval_splits=("sts", "definitions", "probe"),
                   text_limit=30_000, text_eval_limit=10_000, tokenizer_captions=200_000)
     c.augment.update(num_global_views=0)
     c.model.update(encoder="text", text=config_lib.text_tower(
@@ -80,7 +81,8 @@ def sentence_config(method, preset):
         knn=dict(type="knn", every_steps=0, k=20, temperature=0.07),
         linear=dict(type="linear", every_steps=0, **probe),
         definitions=dict(type="text_retrieval", every_steps=0, split="definitions",
-                         ks=(1, 10)))
+                         ks=(1, 10)),
+        probe=dict(type="sentence_probe", every_steps=0, split="probe", folds=10, **probe))
     if preset == "wordnet":  # from scratch, dropout alone is too easy a task (see above)
         c.augment.word_dropout = 0.2
         c.method.update(cutoff="token", cutoff_ratio=0.2)

@@ -31,7 +31,8 @@ augmentations of ``cl_jax.data.text_augment`` drawn per (seed, epoch, index).
 
 The split named ``sts`` is the run's graded-similarity set: ``eval.sts_file`` (a TSV, the SICK
 or STS-benchmark layouts) or ``eval.sts_tfds`` (``glue/stsb:validation``) when set, else the
-source's own.
+source's own. The split named ``probe`` is ``eval.probe_file``'s labelled sentences (a
+SentEval classification task), or None.
 """
 
 import dataclasses
@@ -224,6 +225,13 @@ def load_text_split(config, purpose, name=None):
         user = sts_split(config)
         if user is not None:
             return user
+    if split_name == "probe":  # a labelled sentence file (eval.probe_file) or none
+        if not config.eval.probe_file:
+            return None
+        found = text_files.read_labelled(config.eval.probe_file)
+        return text_split(f"probe:{config.eval.probe_file}", [found.texts], found.labels,
+                          len(found.classes), provenance={"file": config.eval.probe_file,
+                                                          "skipped": found.skipped()})
     if c.source == "wordnet" or (purpose != "train" and split_name in WORDNET_SPLITS
                                  and c.text_eval_source == "wordnet"):
         return wordnet_split(split_name, c) if split_name else None

@@ -526,3 +526,42 @@ def read_pairs(path):
                         f"{PARAPHRASE_LAYOUTS}.")
     first, second = zip(*kept, strict=True)
     return Pairs(str(path), first, second, len(pairs) - len(kept))
+
+
+# --- labelled sentences (SentEval's classification probes) ---------------------------------
+
+LABELLED_COLUMNS = (("sentence", "text", "sentence1"), ("label",))
+LABELLED_LAYOUTS = "a tab-separated header naming a sentence (or text) and a label column"
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Sentences and their classes: ``labels`` int32 indices into ``classes`` (the label
+    strings, sorted); ``empty_fields``: rows skipped for an empty sentence or label."""
+
+    path: str
+    texts: tuple[str, ...]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    empty_fields: int
+
+    def skipped(self):
+        return _said([(self.empty_fields, "row", " with an empty field")])
+
+
+def read_labelled(path):
+    """(sentence, label) rows of a tab-separated file with a header (``LABELLED_LAYOUTS``):
+    a SentEval classification task (MR, CR, SUBJ, MPQA, TREC, ...) written as one TSV."""
+    (_, header), *rows = _table(path, "Labelled sentence file", LABELLED_LAYOUTS)
+    columns = _columns(header, LABELLED_COLUMNS)
+    if not columns:
+        raise _header_error(path, "Labelled sentence file", header, "\t", LABELLED_LAYOUTS)
+    kept = [(t, y) for t, y in (_fields(r, columns) for _, r in rows) if t and y]
+    classes = sorted({y for _, y in kept})
+    if len(classes) < 2:
+        raise DataError(f"Labelled sentence file {path} has {len(classes)} class(es) in its "
+                        "rows with both fields; a probe needs two or more.")
+    index = {c: i for i, c in enumerate(classes)}
+    return Labelled(str(path), tuple(t for t, _ in kept),
+                    np.asarray([index[y] for _, y in kept], np.int32), tuple(classes),
+                    len(rows) - len(kept))

@@ -8,6 +8,12 @@ after whitening (Su et al. 2021; ``sts_spearman_whitened``, keeping ``whiten_dim
 on the embeddings of the split's own distinct sentences (the papers' unsupervised "target"
 setting: no gold score is used).
 
+Sentence probe (SentEval's classification tasks, Conneau & Kiela 2018: MR, CR, SUBJ, MPQA,
+...): logistic regression on the frozen sentence embeddings of a labelled file, ``folds``-fold
+cross-validation (SentEval's default 10), ``probe_acc`` the mean test accuracy over the folds
+(``probe_acc_std`` their spread). The rows are shuffled by ``seed`` and the last
+``N mod folds`` left out, so every fold has one size and the probe compiles once.
+
 Text retrieval (WordNet's definition -> word): a query is the first sentence of an example,
 its match the second; every distinct second sentence is a candidate; Recall@k
 (``text_r@1``, ``text_r@10``), the fraction of queries whose match is among the k candidates
@@ -18,7 +24,8 @@ import numpy as np
 import scipy.stats
 
 from cl_jax.evaluation.image_text import topk_hits
-from cl_jax.evaluation.registry import evaluator
+from cl_jax.evaluation.linear import linear_accuracy
+from cl_jax.evaluation.registry import evaluator, probe_options
 
 
 def spearman(x, y):
@@ -84,3 +91,30 @@ def text_retrieval(context, settings):
     _, first = np.unique(match, return_index=True)  # one embedding per distinct candidate
     recall = text_recall(pairs["a"], match, pairs["b"][first], tuple(settings.ks))
     return {f"text_r@{k}": value for k, value in recall.items()}
+
+
+def cross_validated_accuracy(features, labels, num_classes, folds=10, seed=0, **probe):
+    """Mean and std over ``folds`` of a linear probe's test accuracy, each fold tested on its
+    rows and trained on the others'; rows shuffled by ``seed``, ``N mod folds`` left out."""
+    order = np.random.RandomState(seed).permutation(len(labels))
+    parts = order[:len(order) - len(order) % folds].reshape(folds, -1)
+    scores = []
+    for k in range(folds):
+        train = np.concatenate([p for i, p in enumerate(parts) if i != k])
+        scores.append(linear_accuracy(features[train], labels[train], features[parts[k]],
+                                      labels[parts[k]], num_classes, **probe))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@evaluator("sentence_probe")
+def sentence_probe(context, settings):
+    """``probe_acc`` (and ``probe_acc_std``) on ``settings.split``'s labelled sentences."""
+    found = context.features(settings.split)
+    split = context.split(settings.split)
+    if found is None or not split.num_classes:
+        return {}
+    x, y = found
+    folds = settings.get("folds", 10)
+    mean, std = cross_validated_accuracy(x, np.asarray(y), split.num_classes, folds,
+                                         **probe_options(settings, len(y) - len(y) // folds))
+    return {"probe_acc": mean, "probe_acc_std": std}

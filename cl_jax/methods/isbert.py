@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from cl_jax.errors import ConfigError
 from cl_jax.losses.mutual_information import MEASURES, dim_local_global
 from cl_jax.methods._sentence import SentenceMethod
+from cl_jax.models.text import masked_mean
 
 ACTIVATIONS = {"none": lambda x: x, "relu": nn.relu}
 
@@ -68,10 +69,7 @@ class NGramNetwork(nn.Module):
         h = jnp.where(valid[..., None], h, 0.0)
         local = jnp.concatenate([self._conv(h, k) for k in self.kernel_sizes], axis=-1)
         local = ACTIVATIONS[self.activation](local)
-        weights = valid.astype(local.dtype)
-        global_ = jnp.einsum("bl,blc->bc", weights, local)
-        global_ = global_ / jnp.maximum(weights.sum(1), 1.0)[:, None]
-        return local, global_, valid
+        return local, masked_mean(local, valid), valid
 
     def _conv(self, h, k):
         bound = 1.0 / math.sqrt(h.shape[-1] * k)
