@@ -202,6 +202,9 @@ def test_quick_thoughts_trains_on_runs_of_consecutive_sentences():
     c.data.text_chunk = 0
     with pytest.raises(ConfigError, match="text_chunk"):
         train.create_experiment(c)
+    # The default's tokenizer fits the manual's text (the tower itself is the tiny one's).
+    default = config_lib.load_config_file("quick_thoughts")
+    assert train.create_experiment(default).tokenizer.vocab_size == 2000
 
 
 @pytest.mark.parametrize("preset", ["wordnet", "sup"])

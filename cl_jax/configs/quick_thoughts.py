@@ -6,7 +6,8 @@ Presets (``--config=quick_thoughts:<preset>``):
 
 pydoc (default) — the running prose of the Python reference manual that ships with CPython
   (``pydoc_data``: about 2,000 sentences in 79 topics), in runs of 8 consecutive sentences,
-  batch 16 runs (128 candidates), the small bidirectional text tower of ``simcse`` as ``f``
+  batch 16 runs (128 candidates), the small bidirectional text tower of ``simcse`` (2,000
+  sentencepiece pieces: the manual's text has fewer than 3,000 to give) as ``f``
   and ``g``, evaluated on WordNet like the other sentence methods (the embedding is
   ``[f(s); g(s)]``). A small corpus: expect little beyond the random-init baseline.
     python -m cl_jax.main --config=quick_thoughts --workdir=runs/qt
@@ -29,7 +30,8 @@ def get_config(preset=PRESETS[0]):
     c = sentence_config(dict(name="quick_thoughts", cutoff="", cutoff_ratio=0.0), "wordnet")
     c.data.update(source="pydoc" if preset == "pydoc" else "lines", train_split="train",
                   text_chunk=8)
-    c.model.text.update(pooling="mean", dropout_rate=0.0)
+    c.model.text.update(pooling="mean", dropout_rate=0.0,
+                        vocab_size=2000 if preset == "pydoc" else 4000)  # pydoc: ~2,800 max
     c.optim.base_lr = 5e-4
     c.batch_size = 16
     c.total_steps = 500
