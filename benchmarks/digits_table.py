@@ -1,16 +1,21 @@
-"""The README results table: every method's default preset on the embedded digits.
+"""The README results table: every method's default preset on the embedded digits, 3 seeds.
 
-For each method, runs the README command (``python -m cl_jax.main --config=<method>
---workdir=...``) in a fresh process, timing it end to end
-(compilation, training and evaluation), reads the run's ``eval.json``, and adds one row with
-the random-init baseline (``--config.total_steps=0``, the same for every method whose default
-preset uses the same encoder). The rows are merged into ``benchmarks/digits_table.json``
-(a method run again replaces its row, the others stay, each with its date), the whole table
-is printed, and with ``--readme`` it replaces the table between the
-``<!-- digits-table -->`` markers of README.md.
+For each method and seed, runs the README command (``python -m cl_jax.main --config=<method>
+--workdir=... --config.seed=<seed>``) in a fresh process, timing it end to end
+(compilation, training and evaluation), and reads the run's ``eval.json``: the test split,
+scored once, at the end (the presets train on 'minitrain'; 'minival' is the split for
+evaluation during a run and for tuning). The random-init baseline is the BYOL default with
+``--config.total_steps=0`` (the same encoder as every method's default), per seed.
 
-    python benchmarks/digits_table.py                      # all methods
-    python benchmarks/digits_table.py --methods=byol,simclr --readme
+Each run is saved to ``benchmarks/digits_table.json`` as it finishes, with the package
+versions, the commit and the machine (a run is a function of its config, its seed and the
+installed packages); a (method, seed) run again replaces its record. The table gives, per
+method, the mean ± sample standard deviation over its seeds of each column; with
+``--readme`` it replaces the table between the ``<!-- digits-table -->`` markers of README.md.
+
+    python benchmarks/digits_table.py                      # all methods, seeds 0, 1, 2
+    python benchmarks/digits_table.py --methods=byol,simclr --seeds=0 --readme
+    python benchmarks/digits_table.py --skip_done          # only the runs not yet recorded
 """
 
 import argparse
@@ -66,35 +71,78 @@ def run_rows(runs, workdir, row_of, previous=None):
     return records
 
 
-def row(record):
-    accuracies = [f"{record[k]:.3f}" for k in KEYS[:2]]
-    fewshot = f"{record['fewshot_top1']:.3f} ± {record.get('fewshot_top1_std', 0.0):.3f}"
-    seconds = f"{record['seconds']:.0f} s" if record.get("seconds") else "—"
-    name = record["method"]
+def versions():
+    """What a run's numbers depend on besides its config and seed."""
+    import importlib.metadata as metadata
+
+    found = {"python": platform.python_version()}
+    for package in ("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow-cpu", "tensorflow",
+                    "scikit-learn", "ml-collections"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def commit():
+    """The checkout's commit, with "+changes" when the tracked files differ from it."""
+    git = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True)
+    head = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "-uno").stdout.strip() else "")
+
+
+def mean_std(values):
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def cell(values, digits=3):
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def row(runs):
+    """One method's row: mean ± std over its runs (seeds) of every column."""
+    name = runs[0]["method"]
     if name == "random init":
         name = "random init (same encoder, 0 steps)"
-    return (f"| {name} | {' | '.join(accuracies)} | {fewshot} | {record['step']} | {seconds} "
-            f"| {record['date']} |")
+    scores = [cell([r[k] for r in runs]) for k in KEYS]
+    seconds = f"{mean_std([r['seconds'] for r in runs])[0]:.0f} s"
+    seeds = ", ".join(str(r["seed"]) for r in runs)
+    return (f"| {name} | {' | '.join(scores)} | {seeds} | {runs[0]['step']} | {seconds} "
+            f"| {max(r['date'] for r in runs)} |")
+
+
+def grouped(records):
+    """The records by method, in the table's order (random init, then the configs')."""
+    order = ["random init", *available_methods()]
+    methods = sorted({r["method"] for r in records},
+                     key=lambda m: order.index(m) if m in order else len(order))
+    return [sorted((r for r in records if r["method"] == m), key=lambda r: r["seed"])
+            for m in methods]
 
 
 def table(records):
     header = ("| method (digits preset) | kNN top-1 | linear top-1 | few-label linear top-1 "
-              "(3/class, 5 draws) | steps | time, 2-core CPU | measured |\n"
-              "|---|---|---|---|---|---|---|")
-    return "\n".join([header, *(row(r) for r in records)])
+              "(3/class, 5 draws) | seeds | steps | time per run, 2-core CPU | measured |\n"
+              "|---|---|---|---|---|---|---|---|")
+    return "\n".join([header, *(row(runs) for runs in grouped(records))])
 
 
-def merge(path, new_records):
-    """The records in ``path`` with ``new_records`` replacing those of the same method."""
-    old = []
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)["rows"]
-    by_method = {r["method"]: r for r in old}
-    by_method.update({r["method"]: r for r in new_records})
-    order = ["random init", *available_methods()]
-    return sorted(by_method.values(),
-                  key=lambda r: order.index(r["method"]) if r["method"] in order else 99)
+def load(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f).get("runs", [])
+
+
+def save(path, records):
+    with open(path, "w") as f:
+        json.dump({"runs": records}, f, indent=1)
 
 
 def update_readme(text_table, markers=MARKERS):
@@ -111,12 +159,12 @@ def update_readme(text_table, markers=MARKERS):
         f.write(readme)
 
 
-def publish(text_table, records, json_path, readme, markers):
-    """Prints the table, writes the records to ``json_path`` and, with ``readme``, the table
-    into README.md between ``markers``."""
+def publish(text_table, records, json_path, readme, markers, key="rows"):
+    """Prints the table, writes the records to ``json_path`` (under ``key``) and, with
+    ``readme``, the table into README.md between ``markers``."""
     print(text_table)
     with open(json_path, "w") as f:
-        json.dump({"rows": records}, f, indent=1)
+        json.dump({key: records}, f, indent=1)
     if readme:
         update_readme(text_table, markers)
 
@@ -124,33 +172,40 @@ def publish(text_table, records, json_path, readme, markers):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(available_methods()))
+    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "digits_table"))
     parser.add_argument("--json", default=os.path.join(REPO, "benchmarks", "digits_table.json"))
     parser.add_argument("--readme", action="store_true", help="rewrite the README table")
+    parser.add_argument("--skip_done", action="store_true",
+                        help="keep the recorded (method, seed) runs instead of running them")
     parser.add_argument("--overrides", default="",
                         help="extra --config.x=y flags for every run (e.g. for a quick check)")
     args = parser.parse_args()
 
     overrides = args.overrides.split()
-    date, machine = time.strftime("%Y-%m-%d"), f"{platform.platform()}, {os.cpu_count()} CPUs"
-    records = []
-    for method in ["random init", *args.methods.split(",")]:
-        if method == "random init":
-            results, seconds = run("byol", os.path.join(args.workdir, "init"),
-                                   ["--config.total_steps=0", *overrides])
-        else:
-            results, seconds = run(method, os.path.join(args.workdir, method), overrides)
-        records.append({"method": method, **results, "seconds": seconds, "date": date,
-                        "machine": machine, "overrides": " ".join(overrides)})
-        print(row(records[-1]), flush=True)
-
-    records = merge(args.json, records)
-    text = table(records)
-    print(text)
-    with open(args.json, "w") as f:
-        json.dump({"rows": records}, f, indent=1)
-    if args.readme:
-        update_readme(text)
+    machine = f"{platform.platform()}, {os.cpu_count()} CPUs"
+    records = load(args.json)
+    # Seed by seed, so that a table stopped half-way has every method at the first seeds.
+    runs = [(method, seed) for seed in map(int, args.seeds.split(","))
+            for method in ["random init", *args.methods.split(",")]]
+    for method, seed in runs:
+        done = [r for r in records if (r["method"], r["seed"]) == (method, seed)]
+        if args.skip_done and done:
+            continue
+        config, extra = ("byol", ["--config.total_steps=0"]) if method == "random init" \
+            else (method, [])
+        folder = os.path.join(args.workdir, f"{method.replace(' ', '_')}_seed{seed}")
+        flags = [f"--config.seed={seed}", *overrides, *extra]  # random init: 0 steps
+        results, seconds = run(config, folder, flags)
+        records = [r for r in records if r not in done]
+        records.append({"method": method, "seed": seed, **results, "seconds": seconds,
+                        "date": time.strftime("%Y-%m-%d"), "machine": machine,
+                        "load_average": os.getloadavg()[0], "commit": commit(),
+                        "versions": versions(), "overrides": " ".join(overrides)})
+        save(args.json, records)  # a stopped table keeps what it has measured
+        print(f"{method} seed {seed}: " + ", ".join(f"{k} {results[k]:.4f}" for k in KEYS)
+              + f", {seconds:.0f} s", flush=True)
+    publish(table(records), records, args.json, args.readme, MARKERS, key="runs")
 
 
 if __name__ == "__main__":

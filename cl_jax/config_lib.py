@@ -18,7 +18,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 # Pixel mean and std of scikit-learn's digits (values / 16) over the whole set.
-DIGITS_MEAN, DIGITS_STD = (0.3050,), (0.3794,)
+# Of the pixels of the digits' training split ('minitrain'; tests/test_pipeline.py checks).
+DIGITS_MEAN, DIGITS_STD = (0.3059,), (0.3763,)
 
 PRESETS = ("digits", "cifar10", "cifar100", "stl10", "imagenet", "folder")
 
@@ -93,7 +94,12 @@ def base_config():
 
     c.data = ml_collections.ConfigDict(dict(
         source="digits", name="", data_dir="", channels=1,
-        train_split="train", eval_train_split="train", eval_test_split="test",
+        train_split="minitrain", eval_train_split="train", eval_test_split="test",
+        # Evaluation during the run (eval_every_steps, evals.*.every_steps) fits on
+        # val_train_split (empty: eval_train_split) and scores val_split (empty: the test
+        # split); the final evaluation fits on eval_train_split and scores eval_test_split.
+        # The digits hold out 'minival' from the training split for this and for tuning.
+        val_split="minival", val_train_split="minitrain",
         train_dir="", eval_train_dir="", eval_test_dir="",
         cache_in_memory=True, cache_eval_in_memory=True, shuffle_buffer=16384,
         mean=DIGITS_MEAN, std=DIGITS_STD,
@@ -185,11 +191,16 @@ def base_config():
     return c
 
 
+# For sources without the digits' minival: evaluation during the run scores the test split.
+NO_VALIDATION_SPLIT = dict(val_split="", val_train_split="")
+
+
 def set_data_preset(c, preset):
     """Points ``c.data`` / ``c.eval`` / ``c.model`` at one of ``PRESETS``."""
     d = c.data
     if preset == "digits":
         return c
+    d.update(train_split="train", **NO_VALIDATION_SPLIT)
     if preset in ("cifar10", "cifar100"):
         mean, std = (CIFAR10_MEAN, CIFAR10_STD) if preset == "cifar10" else (CIFAR100_MEAN,
                                                                               CIFAR100_STD)

@@ -19,6 +19,7 @@ from cl_jax.errors import ConfigError
 SAFE_FIELDS = ("total_steps", "num_epochs", "log_every_steps", "checkpoint_every_steps",
                "eval_every_steps", "keep_checkpoints", "checkpoint_async", "nonfinite",
                "allow_config_change", "eval.", "evals.", "data.data_dir", "data.bad_images",
+               "data.val_split", "data.val_train_split",
                "cpu_dot_library", "shard_state")
 
 

@@ -62,6 +62,9 @@ class Experiment:
     embed: dict = dataclasses.field(default_factory=dict)  # jitted embedders, one per run
     notes: list = dataclasses.field(default_factory=list)  # printed when the run starts
     pretrained: dict | None = None  # {module name: params} loaded into the initial state
+    # Evaluation during the run: {"train": data.val_train_split, "test": data.val_split}, or
+    # None (it then scores the final evaluation's splits).
+    val_splits: dict | None = None
 
     @property
     def text_tower(self):
@@ -80,18 +83,21 @@ class EvalContext:
     """What the evaluators see (``cl_jax.evaluation.registry``): each thing computed once.
 
     A split is named ``"train"`` (eval_train), ``"test"`` (eval_test) or by one of
-    ``data.extra_eval_splits``.
+    ``data.extra_eval_splits``. With ``validation`` (an evaluation during the run of a config
+    with ``data.val_split``), ``"train"`` and ``"test"`` are ``val_train_split`` and
+    ``val_split``.
     """
 
-    def __init__(self, exp, state):
+    def __init__(self, exp, state, validation=False):
         self.exp, self.state, self.method, self.mesh = exp, state, exp.method, exp.mesh
         self.num_classes = exp.num_classes
+        self.validation = validation and exp.val_splits is not None
         self._cache = {}
 
     def split(self, which):
         exp = self.exp
         splits = {"train": exp.eval_train_split, "test": exp.eval_test_split,
-                  **exp.extra_eval_splits}
+                  **exp.extra_eval_splits, **(exp.val_splits if self.validation else {})}
         if which not in splits:
             raise ConfigError(f"An evaluator asks for the split {which!r}; the run has "
                               f"{', '.join(splits)} (data.extra_eval_splits adds more).")
@@ -220,6 +226,7 @@ def validate(config):
                                        and config.batch_size % config.grad_cache_chunk):
         raise ConfigError(f"grad_cache_chunk={config.grad_cache_chunk} must divide the batch "
                           f"({config.batch_size}) into chunks; pick a divisor, or 0 for none.")
+    check_digits_splits(config.data)
     if config.total_steps < 0 and config.num_epochs <= 0:
         raise ConfigError("Set --config.num_epochs > 0 or --config.total_steps >= 0.")
     for name, value, allowed in (("nonfinite", config.nonfinite, ("stop", "skip")),
@@ -230,6 +237,24 @@ def validate(config):
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got "
                               f"{value!r}; set --config.{name}={allowed[0]}.")
+
+
+def check_digits_splits(d):
+    """The digits' own split names ('minitrain', 'minival'), the base config's defaults, with
+    another source: one message naming the fields to set."""
+    if d.source == "digits":
+        return
+    fields = ("val_split", "val_train_split")  # an image folder's are paths; the rest unused
+    if d.source != "folder":
+        fields = ("train_split", "eval_train_split", "eval_test_split", *fields)
+    fields = [f for f in fields if d[f] in ("minitrain", "minival")
+              and (f != "val_train_split" or d.val_split)]
+    if fields:
+        fix = " ".join(f"--config.data.{f}={'' if f.startswith('val') else 'train'}"
+                       for f in fields)
+        raise ConfigError(f"data.{fields[0]}={d[fields[0]]!r} is a split of the embedded "
+                          f"digits, not of source {d.source!r}; set {fix} (or a preset of the "
+                          "source, e.g. --config=byol:cifar10).")
 
 
 def check_indexable(config, train_split):
@@ -306,6 +331,11 @@ def create_experiment(config, mesh=None, workdir=None) -> Experiment:
         load = lambda purpose, name=None: data.load_split(config.data, purpose, name)
     train_split, eval_train, eval_test = load("train"), load("eval_train"), load("eval_test")
     extra = {name: load("eval_extra", name) for name in config.data.extra_eval_splits}
+    val_splits = None
+    if config.data.val_split:
+        val_train = config.data.val_train_split
+        val_splits = {"train": load("eval_extra", val_train) if val_train else eval_train,
+                      "test": load("eval_extra", config.data.val_split)}
     labelled = [s for s in (eval_train, train_split) if s is not None and s.num_classes]
     num_classes = labelled[0].num_classes if labelled else 0
     if method_cls.needs_labels and not train_split.num_classes:
@@ -349,7 +379,7 @@ def create_experiment(config, mesh=None, workdir=None) -> Experiment:
     method.mesh, method.grad_cache_chunk = mesh, config.grad_cache_chunk
     return Experiment(config, mesh, train_split, eval_train, eval_test, num_classes,
                       steps_per_epoch, total_steps, method, schedule, tx, tokenizer, extra,
-                      notes=notes, pretrained=pretrained)
+                      notes=notes, pretrained=pretrained, val_splits=val_splits)
 
 
 def pretrained_text_tower(config):
@@ -471,7 +501,8 @@ def extract_features(exp: Experiment, state, split, fn="image_features", positio
         crop_fraction=c.eval.crop_fraction, mean=c.data.mean, std=c.data.std,
         global_batch=c.eval.batch_size, process_index=jax.process_index(),
         process_count=jax.process_count(), max_examples=c.eval.max_train_examples
-        if split is exp.eval_train_split else -1)
+        if split is exp.eval_train_split or split is (exp.val_splits or {}).get("train")
+        else -1)
     embed = embedder(exp, fn)
     features, labels, masks = [], [], []
     for host_batch in batches:
@@ -486,18 +517,19 @@ def extract_features(exp: Experiment, state, split, fn="image_features", positio
 
 
 def evaluate(exp: Experiment, state, step=None, final=True):
-    """The evaluators of ``config.evals`` due at ``step`` (all of them when ``final``)."""
+    """The evaluators of ``config.evals`` due at ``step`` (all of them when ``final``); before
+    the end of the run they score the validation splits where the config has them."""
     c = exp.config
     step = int(state.step) if step is None else step
-    return evaluation.run_evaluators(EvalContext(exp, state), c.evals, step, final,
-                                     c.eval_every_steps)
+    return evaluation.run_evaluators(EvalContext(exp, state, validation=not final), c.evals,
+                                     step, final, c.eval_every_steps)
 
 
 SUMMARY = (("knn_top1", "kNN top-1"), ("linear_top1", "linear top-1"),
            ("fewshot_top1", "few-label linear top-1"))
 
 
-def summary_line(step, results):
+def summary_line(step, results, scored="Evaluation"):
     if not results:
         return f"step {step}: no labelled evaluation data; nothing to evaluate."
     named = dict(SUMMARY)
@@ -509,7 +541,7 @@ def summary_line(step, results):
         if f"{key}_std" in results:
             text += f" ± {results[key + '_std']:.4f}"
         parts.append(text)
-    return f"Evaluation at step {step}: " + " | ".join(parts)
+    return f"{scored} at step {step}: " + " | ".join(parts)
 
 
 def save_config(exp, workdir):
@@ -668,6 +700,10 @@ def train_loop(exp: Experiment, workdir, checkpointer):
             writer.log_train(logged_step, logged)
         pending.clear()
 
+    # Evaluations during the run: on the validation splits ("val/" keys) where there are some.
+    tag, scored = "eval", "Evaluation"
+    if exp.val_splits is not None:
+        tag, scored = "val", f"Validation on {exp.val_splits['test'].name}"
     step = start_step
     with PreemptionGuard() as guard:
         while step < exp.total_steps:
@@ -682,8 +718,8 @@ def train_loop(exp: Experiment, workdir, checkpointer):
                 results = evaluate(exp, state, step, final=False)
                 if results:
                     log_pending()
-                    writer.write(step, {f"eval/{k}": v for k, v in results.items()})
-                    writer.print(summary_line(step, results))
+                    writer.write(step, {f"{tag}/{k}": v for k, v in results.items()})
+                    writer.print(summary_line(step, results, scored))
                     writer.reset_timer()
             stop = guard.should_stop(step)
             if checkpointer.due(step) or stop:

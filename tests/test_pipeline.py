@@ -5,6 +5,7 @@ import pytest
 import tensorflow_datasets as tfds
 from conftest import write_image_folder
 
+from cl_jax import config_lib
 from cl_jax.data import ViewAugment, eval_dataset, pipeline, sources
 from cl_jax.errors import DataError
 
@@ -33,6 +34,29 @@ def test_digits_splits_are_disjoint_and_stratified():
     train_set = {im.tobytes() for im in train_images}
     overlap = sum(im.tobytes() in train_set for im in test_images)
     assert overlap < 10  # sklearn's digits has a few exact duplicates; no systematic overlap
+
+
+def test_minival_is_a_stratified_tenth_of_train_and_the_normalisation_its_complement():
+    from sklearn.datasets import load_digits
+
+    masks = sources.digits_masks()
+    labels = load_digits().target
+    np.testing.assert_array_equal(masks["minitrain"] | masks["minival"], masks["train"])
+    assert not np.any(masks["minitrain"] & masks["minival"]) and not np.any(
+        masks["minival"] & masks["test"])
+    train_counts = np.bincount(labels[masks["train"]])
+    np.testing.assert_array_equal(np.bincount(labels[masks["minival"]]),
+                                  np.round(0.1 * train_counts))
+    # The splits as the data loader reads them, and the config's normalisation from the
+    # pixels of the split the presets train on.
+    minitrain = sources.digits_split("minitrain")
+    assert (minitrain.num_examples, sources.digits_split("minival").num_examples) == (1295, 143)
+    pixels = minitrain.read(np.arange(minitrain.num_examples))["image"].numpy() / 255.0
+    assert abs(pixels.mean() - config_lib.DIGITS_MEAN[0]) < 5e-5
+    assert abs(pixels.std() - config_lib.DIGITS_STD[0]) < 5e-5
+    byol = config_lib.load_config_file("byol")
+    assert (byol.data.train_split, byol.data.val_split, byol.data.eval_test_split) == (
+        "minitrain", "minival", "test")
 
 
 def test_batches_are_deterministic_and_well_formed(digits):

@@ -78,6 +78,7 @@ def image_text_config(loss="clip", preset=PRESETS[0]):
 def glyphs_preset(c):
     c.data.update(source="glyphs", channels=1, train_split="train", eval_train_split="train",
                   eval_test_split="eval_font", extra_eval_splits=("eval_novel",),
+                  **config_lib.NO_VALIDATION_SPLIT,
                   mean=GLYPHS_MEAN, std=GLYPHS_STD)
     view = config_lib.view(32, crop_scale=(0.7, 1.0), crop_ratio=(0.9, 1.1), flip_prob=0.0,
                            jitter_prob=0.0, grayscale_prob=0.0)
@@ -99,7 +100,7 @@ def user_data_preset(c, preset):
     transformer (Radford et al. 2021, table 19/20: width 512, 12 layers, 8 heads, embedding
     1024; AdamW beta2 0.98, weight decay 0.2, cosine after a warmup), from scratch."""
     c.data.update(source=preset, channels=3, mean=config_lib.IMAGENET_MEAN,
-                  std=config_lib.IMAGENET_STD)
+                  std=config_lib.IMAGENET_STD, **config_lib.NO_VALIDATION_SPLIT)
     if preset == "coco":  # Karpathy splits of TFDS coco_captions; 5k test images
         c.data.update(train_split="train", eval_test_split="test", cache_in_memory=True,
                       cache_eval_in_memory=True)

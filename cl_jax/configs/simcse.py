@@ -61,7 +61,7 @@ def sentence_config(method, preset):
     c.online_probe = False
     c.method = method
     c.data.update(source="wordnet", train_split="glosses", eval_train_split="categories_train",
-                  eval_test_split="categories_test",
+                  eval_test_split="categories_test", **config_lib.NO_VALIDATION_SPLIT,
                   extra_eval_splits=("sts", "definitions", "probe"),
                   text_limit=30_000, text_eval_limit=10_000, tokenizer_captions=200_000)
     c.augment.update(num_global_views=0)

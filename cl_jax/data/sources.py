@@ -98,24 +98,45 @@ def with_tokens(split, tokens, counts=None):
 # --- the embedded default: scikit-learn's handwritten digits ------------------------------
 
 
-def digits_split(split, holdout_fraction=0.2, seed=0):
-    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes) as uint8 (N, 8, 8, 1).
+DIGITS_SPLITS = ("train", "test", "minitrain", "minival")
 
-    The held-out part is a stratified ``holdout_fraction`` of every class, drawn with a
-    fixed seed, so 'train' and 'test' never overlap and are the same on every machine.
-    """
-    digits = load_digits()
-    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    labels = digits.target.astype(np.int32)
-    rng = np.random.RandomState(seed)
-    test = np.zeros(len(labels), bool)
+
+def _stratified(labels, fraction, rng):
+    """A mask of ``fraction`` of every class of ``labels``, drawn with ``rng``."""
+    chosen = np.zeros(len(labels), bool)
     for c in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == c))
-        test[members[: round(holdout_fraction * len(members))]] = True
-    if split not in ("train", "test"):
-        raise DataError(f"The digits data set has splits 'train' and 'test', not {split!r}.")
-    keep = test if split == "test" else ~test
-    return in_memory_split(f"digits/{split}", images[keep], labels[keep], num_classes=10)
+        chosen[members[: round(fraction * len(members))]] = True
+    return chosen
+
+
+def digits_masks(holdout_fraction=0.2, minival_fraction=0.1):
+    """Masks of the digits splits over scikit-learn's 1797 images, the same on every machine.
+
+    'test' is a stratified ``holdout_fraction`` of every class (seed 0); 'train' the rest;
+    'minival' a stratified ``minival_fraction`` of every class of 'train' (seed 1) and
+    'minitrain' the rest of 'train'. The presets pre-train on 'minitrain', score 'minival'
+    during training and for any tuning, and score 'test' once, at the end.
+    """
+    labels = load_digits().target
+    test = _stratified(labels, holdout_fraction, np.random.RandomState(0))
+    train = np.flatnonzero(~test)
+    minival = np.zeros(len(labels), bool)
+    minival[train[_stratified(labels[train], minival_fraction, np.random.RandomState(1))]] = True
+    return {"train": ~test, "test": test, "minival": minival, "minitrain": ~test & ~minival}
+
+
+def digits_split(split):
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes) as uint8 (N, 8, 8, 1);
+    ``split`` one of ``DIGITS_SPLITS`` (see ``digits_masks``)."""
+    if split not in DIGITS_SPLITS:
+        raise DataError(f"The digits data set has splits {', '.join(DIGITS_SPLITS)}, not "
+                        f"{split!r}.")
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    keep = digits_masks()[split]
+    return in_memory_split(f"digits/{split}", images[keep], digits.target[keep].astype(np.int32),
+                           num_classes=10)
 
 
 # --- the embedded image-text set: Unicode glyphs and their names -------------------------
