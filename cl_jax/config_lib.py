@@ -173,6 +173,9 @@ def base_config():
     # How the evaluators see the data: frozen features of centre crops (cl_jax.train).
     c.eval = ml_collections.ConfigDict(dict(
         image_size=8, crop_fraction=1.0, batch_size=256, max_train_examples=-1,
+        # Keep image features on the devices, split by rows, for kNN and the linear probes
+        # (cl_jax.evaluation.device_features): no host holds a whole split's features.
+        features_on_device=False,
         # The graded-similarity split "sts" of sentence runs: a TSV (sentence1, sentence2,
         # score; or the SICK / STS-benchmark layouts; sts_sick_set picks SICK.txt's SemEval
         # set, e.g. TEST) or "glue/stsb:validation" (TFDS).
@@ -220,7 +223,7 @@ def set_data_preset(c, preset):
                  std=IMAGENET_STD, eval_test_split="validation", cache_in_memory=False,
                  cache_eval_in_memory=False)
         c.model.update(encoder="resnet50", stem="imagenet")
-        c.eval.update(image_size=224, crop_fraction=0.875)
+        c.eval.update(image_size=224, crop_fraction=0.875, features_on_device=True)
     elif preset == "folder":
         d.update(source="folder", channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         c.model.update(encoder="resnet18", stem="imagenet")

@@ -38,6 +38,7 @@ from cl_jax.data import captions, pipeline, text_augment
 from cl_jax.data import text as text_data
 from cl_jax.data import tokenizer as tokenizer_lib
 from cl_jax.errors import ConfigError, DataError, UserError
+from cl_jax.evaluation import device_features
 from cl_jax.metric_writer import MetricWriter
 from cl_jax.state import create_method_and_optimizer, init_train_state, make_train_step
 
@@ -118,8 +119,9 @@ class EvalContext:
             return self._once(("features", which), lambda: (
                 embed_texts(self.exp, self.state, split.texts[0], "text_features"),
                 np.asarray(split.read(np.arange(split.num_examples))["label"])))
-        return self._once(("features", which),
-                          lambda: extract_features(self.exp, self.state, split))
+        on_device = self.exp.config.eval.features_on_device
+        return self._once(("features", which), lambda: extract_features(
+            self.exp, self.state, split, on_device=on_device))
 
     def sentence_pairs(self, which):
         """Embeddings of the two sentences of each pair of a text split and its scores
@@ -491,19 +493,30 @@ def embed_texts(exp, state, texts, fn="embed_texts"):
     return np.concatenate(out)[:len(tokens)]
 
 
-def extract_features(exp: Experiment, state, split, fn="image_features", positions=False):
+def extract_features(exp: Experiment, state, split, fn="image_features", positions=False,
+                     on_device=False):
     """``method.<fn>`` (the encoder's features) of a whole split, no augmentation:
     (features, labels), on host; with ``positions``, also each row's place in the split (a
-    random-access split's index; unreadable images are left out)."""
+    random-access split's index; unreadable images are left out). With ``on_device``, a
+    ``DeviceFeatures``: the features stay on the devices, split by rows."""
     c = exp.config
+    max_examples = c.eval.max_train_examples if split is exp.eval_train_split or split is (
+        exp.val_splits or {}).get("train") else -1
     batches = pipeline.eval_batches(
         split, bad_images=c.data.bad_images, size=c.eval.image_size,
         crop_fraction=c.eval.crop_fraction, mean=c.data.mean, std=c.data.std,
         global_batch=c.eval.batch_size, process_index=jax.process_index(),
-        process_count=jax.process_count(), max_examples=c.eval.max_train_examples
-        if split is exp.eval_train_split or split is (exp.val_splits or {}).get("train")
-        else -1)
+        process_count=jax.process_count(), max_examples=max_examples)
     embed = embedder(exp, fn)
+    if on_device:
+        count = split.num_examples if max_examples < 0 else min(max_examples,
+                                                                 split.num_examples)
+        buffer = device_features.FeatureBuffer(exp.mesh, -(-count // c.eval.batch_size))
+        for host_batch in batches:
+            batch = parallel.to_global(host_batch, exp.mesh)
+            buffer.add(embed(state.params, state.batch_stats, batch["image"]),
+                       parallel.to_host(batch["label"]), parallel.to_host(batch["mask"]))
+        return buffer.result()
     features, labels, masks = [], [], []
     for host_batch in batches:
         batch = parallel.to_global(host_batch, exp.mesh)

@@ -74,8 +74,8 @@ def recorded_features(monkeypatch):
     call of the loop (its evaluations')."""
     calls, original = [], train.extract_features
 
-    def extract_and_record(exp, state, split, *args):
-        out = original(exp, state, split, *args)
+    def extract_and_record(exp, state, split, *args, **kwargs):
+        out = original(exp, state, split, *args, **kwargs)
         calls.append((exp, state, split, out))
         return out
 

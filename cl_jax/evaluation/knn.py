@@ -140,9 +140,11 @@ def place_train(train_features, train_labels, mesh):
     return features, _norms(features), labels
 
 
-def sharded_top_k(train, norms, labels, chunk, mesh, num_train, k):
+def sharded_top_k(train, norms, labels, chunk, mesh, num_train, k, skip_unlabelled=False):
     """Top ``k`` (similarity, label) of each row of ``chunk`` (normalised, replicated) over
     ``place_train``'s rows, of which the first ``num_train`` are real; ``k <= num_train``.
+    With ``skip_unlabelled`` the rows labelled -1 take no part, as if left out (``k`` at
+    most the number of the others); without, they are neighbours without a vote.
     With ``labels`` the row indices it returns the neighbours' indices.
 
     Each device's top ``min(k, N/d)`` is in (similarity descending, index ascending) order;
@@ -155,7 +157,8 @@ def sharded_top_k(train, norms, labels, chunk, mesh, num_train, k):
 
     def local(train, norms, labels, chunk):
         index = jax.lax.axis_index(axes) * rows + jnp.arange(rows)
-        similarity = jnp.where(index < num_train, chunk @ train.T / norms, -jnp.inf)
+        real = (index < num_train) & ((labels >= 0) | (not skip_unlabelled))
+        similarity = jnp.where(real, chunk @ train.T / norms, -jnp.inf)
         values, best = jax.lax.top_k(similarity, min(k, rows))
         gather = functools.partial(jax.lax.all_gather, axis_name=axes, axis=1, tiled=True)
         return gather(values), gather(labels[best])
@@ -169,13 +172,15 @@ def sharded_top_k(train, norms, labels, chunk, mesh, num_train, k):
     return similarity, jnp.take_along_axis(candidates, best, axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "num_train", "num_classes", "k"))
+@functools.partial(jax.jit, static_argnames=("mesh", "num_train", "num_classes", "k",
+                                             "skip_unlabelled"))
 def predict_chunk_sharded(train, norms, labels, chunk, temperature, *, mesh, num_train,
-                          num_classes, k):
+                          num_classes, k, skip_unlabelled=False):
     """Predictions for one (replicated) chunk of raw test features against ``place_train``'s
-    output; ``num_train`` real rows, ``k <= num_train``. One compilation per shape."""
+    output; ``num_train`` real rows, ``k <= num_train`` (see ``sharded_top_k``). One
+    compilation per shape."""
     similarity, neighbour_labels = sharded_top_k(train, norms, labels, l2_normalize(chunk),
-                                                 mesh, num_train, k)
+                                                 mesh, num_train, k, skip_unlabelled)
     return _vote(similarity, neighbour_labels, num_classes, temperature)
 
 

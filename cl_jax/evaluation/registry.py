@@ -24,6 +24,8 @@ import math
 import numpy as np
 
 from cl_jax.errors import ConfigError
+from cl_jax.evaluation import device_features
+from cl_jax.evaluation.device_features import DeviceFeatures
 from cl_jax.evaluation.knn import knn_accuracy
 from cl_jax.evaluation.linear import fewshot_accuracy, linear_accuracy
 
@@ -42,10 +44,13 @@ def evaluator(name):
 
 def labelled_features(context):
     """(train features, train labels, test features, test labels), the training examples
-    without a label (-1) left out; None when the run has no labelled evaluation data."""
+    without a label (-1) left out, or (train, test) ``DeviceFeatures`` (their rows without a
+    label take no part); None when the run has no labelled evaluation data."""
     train, test = context.features("train"), context.features("test")
     if train is None or test is None or not context.num_classes:
         return None
+    if isinstance(train, DeviceFeatures):
+        return (train, test) if train.num_labelled else None
     (x, y), (xt, yt) = train, test
     keep = np.asarray(y) >= 0
     return x[keep], y[keep], xt, yt
@@ -70,6 +75,9 @@ def knn(context, settings):
     data = labelled_features(context)
     if data is None:
         return {}
+    if len(data) == 2:
+        return {"knn_top1": device_features.knn_top1(*data, context.num_classes, settings.k,
+                                                     settings.temperature)}
     return {"knn_top1": knn_accuracy(*data, context.num_classes, k=settings.k,
                                      temperature=settings.temperature,
                                      mesh=getattr(context, "mesh", None))}
@@ -81,6 +89,9 @@ def linear(context, settings):
     data = labelled_features(context)
     if data is None:
         return {}
+    if len(data) == 2:
+        return {"linear_top1": device_features.linear_top1(
+            *data, context.num_classes, **probe_options(settings, data[0].num_labelled))}
     return {"linear_top1": linear_accuracy(*data, context.num_classes,
                                            **probe_options(settings, len(data[0])))}
 
@@ -93,8 +104,9 @@ def fewshot(context, settings):
     if data is None:
         return {}
     subset = settings.per_class * context.num_classes
-    mean, std = fewshot_accuracy(*data, context.num_classes, per_class=settings.per_class,
-                                 draws=settings.draws, **probe_options(settings, subset))
+    fewshot = device_features.fewshot_top1 if len(data) == 2 else fewshot_accuracy
+    mean, std = fewshot(*data, context.num_classes, per_class=settings.per_class,
+                        draws=settings.draws, **probe_options(settings, subset))
     return {"fewshot_top1": mean, "fewshot_top1_std": std}
 
 
