@@ -20,6 +20,10 @@ pipeline) and without them (``colour=device``: only decode, crop and flip on the
 ``--config.augment.colour_on_device=True``, where the train step does the rest): the
 difference is what moving the colour ops to the accelerator saves the host.
 
+``--policies`` adds rows with RandAugment (N=2, M=9, the paper's 14 ops) or AutoAugment's
+ImageNet policy on every view (``augment.randaugment_num_ops`` / ``augment.autoaugment``),
+colour ops on the host: their host cost per view.
+
 The JPEG case is also measured with and without the fused decode-and-crop
 (``fused_crop``: each view decodes only its crop window, ``tf.image.decode_and_crop_jpeg``;
 off: every image is decoded whole, then cropped).
@@ -35,6 +39,7 @@ may use. The demand column compares examples/s (views/s / 2) with a measured tra
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -51,7 +56,7 @@ import tensorflow as tf  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from cl_jax import config_lib  # noqa: E402
+from cl_jax import config_lib, data  # noqa: E402
 from cl_jax.data import pipeline, sources  # noqa: E402
 
 METHODS = ("simclr", "byol")
@@ -76,20 +81,26 @@ def write_jpegs(directory, count, height, width, seed=0):
             f.write(data)
 
 
-def views_of(method, preset, size=None):
-    """The two view augmentations and the normalisation of ``method``'s ``preset``."""
+# ``--policies``: the augment fields of each (RandAugment N=2, M=9, the paper's ops).
+POLICIES = {"none": {}, "randaugment": dict(randaugment_num_ops=2, randaugment_magnitude=9),
+            "autoaugment": dict(autoaugment="imagenet")}
+
+
+def views_of(method, preset, size=None, policy="none"):
+    """The two view augmentations and the normalisation of ``method``'s ``preset``, with
+    the augmentation ``policy`` of ``POLICIES``."""
     config = config_lib.load_config_file(os.path.join(REPO, "configs", f"{method}.py:{preset}"))
-    views = [config.augment.view1, config.augment.view2]
+    config.augment.update(POLICIES[policy])
+    views = data.view_augments(config.augment)[:2]
     if size:
-        for v in views:
-            v.size = size
+        views = [dataclasses.replace(v, size=size) for v in views]
     return views, tuple(config.data.mean), tuple(config.data.std)
 
 
 def measure(split, method, preset, batch, warmup, batches, view_size=None, colour="host",
-            fused_crop=False):
+            fused_crop=False, policy="none"):
     """Examples and views per second of ``train_dataset`` over ``split``."""
-    views, mean, std = views_of(method, preset, view_size)
+    views, mean, std = views_of(method, preset, view_size, policy)
     ds = pipeline.train_dataset(split, views, seed=0, global_batch=batch, mean=mean, std=std,
                                 colour=colour == "host", fused_crop=fused_crop)
     iterator = ds.as_numpy_iterator()
@@ -102,7 +113,7 @@ def measure(split, method, preset, batch, warmup, batches, view_size=None, colou
     num_views = len(out["views"])
     examples_per_s = batches * batch / seconds
     fused = fused_crop if split.read_encoded else None  # only image files are encoded
-    return {"method": method, "colour": colour, "fused_crop": fused,
+    return {"method": method, "colour": colour, "fused_crop": fused, "policy": policy,
             "image_size": int(out["views"][0].shape[1]),
             "batch": batch,
             "timed_batches": batches, "seconds": seconds, "num_views": num_views,
@@ -159,6 +170,9 @@ def main(argv=None):
                         help="where the colour ops run: host, device (not timed here), or both")
     parser.add_argument("--fused_crop", default="on,off",
                         help="JPEG case: decode only the crop window (on), whole (off), or both")
+    parser.add_argument("--policies", default="none,randaugment",
+                        help=f"augmentation policies, of {', '.join(POLICIES)} (the policies "
+                        "are measured with the colour ops on the host)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--batches", type=int, default=8, help="timed batches per row")
     parser.add_argument("--warmup", type=int, default=2)
@@ -201,17 +215,19 @@ def main(argv=None):
                 split = sources.folder_split(directory)
                 source, view_size = f"{split.num_examples} JPEGs {height}x{width}", jpeg_view
             fused_modes = args.fused_crop.split(",") if case == "jpeg" else ["on"]
-            for method, colour, fused in [(m, c, f) for m in args.methods.split(",")
-                                          for c in args.colour.split(",") for f in fused_modes]:
+            runs = [(m, c, f, p) for m in args.methods.split(",") for c in args.colour.split(",")
+                    for f in fused_modes for p in args.policies.split(",")
+                    if p == "none" or (c == "host" and f == fused_modes[0])]
+            for method, colour, fused, policy in runs:
                 row = measure(split, method, preset, args.batch, args.warmup, args.batches,
-                              view_size, colour, fused == "on")
+                              view_size, colour, fused == "on", policy)
                 row.update(case=case, source=source,
                            feeds=demand(row, step_rows, where, args.step_images_per_s,
                                         step_size))
                 rows.append(row)
                 feeds = row["feeds"]
                 crop = {None: "", True: " fused crop", False: " whole decode"}[row["fused_crop"]]
-                line = (f"{case:6s} {method:6s} colour on {colour:6s}{crop} "
+                line = (f"{case:6s} {method:6s} {policy:11s} colour on {colour:6s}{crop} "
                         f"{row['image_size']:3d}px batch {args.batch:4d}"
                         f" | {row['views_per_s']:8.1f} views/s | "
                         f"{row['views_per_s_per_core']:7.1f} views/s/core")
@@ -228,15 +244,16 @@ def main(argv=None):
               "cores": host_cores(), "tensorflow": tf.__version__, "step_json": step_json,
               "results": rows}
     print()
-    print("| case | source | method | colour ops on | JPEG decode | view px | batch | views/s "
-          "| views/s/core | feeds |")
-    print("|---|---|---|---|---|---:|---:|---:|---:|---|")
+    print("| case | source | method | policy | colour ops on | JPEG decode | view px | batch "
+          "| views/s | views/s/core | feeds |")
+    print("|---|---|---|---|---|---|---:|---:|---:|---:|---|")
     for r in rows:
         f = r["feeds"]
         feeds = (f"{r['examples_per_s']:.1f} img/s = {f['feeds_ratio']:.2f} x {f['step']}"
                  if f else "no measured step")
         decode = {None: "-", True: "crop window", False: "whole"}[r["fused_crop"]]
-        print(f"| {r['case']} | {r['source']} | {r['method']} | {r['colour']} | {decode} | "
+        print(f"| {r['case']} | {r['source']} | {r['method']} | {r['policy']} | {r['colour']} | "
+              f"{decode} | "
               f"{r['image_size']} | "
               f"{r['batch']} | {r['views_per_s']:.1f} | {r['views_per_s_per_core']:.1f} | "
               f"{feeds} |")

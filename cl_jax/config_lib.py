@@ -138,6 +138,11 @@ def base_config():
         # of dropping each word, the window words are shuffled within (0: none), and EDA's
         # WordNet synonyms: the probability of replacing each word, of inserting one.
         word_dropout=0.0, word_shuffle_window=0, synonym_replace=0.0, synonym_insert=0.0,
+        # Every image view, after its crop and flip (cl_jax.data.randaugment, big_vision's
+        # op definitions): RandAugment's N ops at magnitude M (0: off) from the paper's 14
+        # ops ("paper") or big_vision's 16; or AutoAugment's learned policy ("imagenet").
+        randaugment_num_ops=0, randaugment_magnitude=9, randaugment_ops="paper",
+        autoaugment="",
         view1=view(8), view2=view(8), local=view(6, crop_scale=(0.2, 0.5))))
 
     c.model = ml_collections.ConfigDict(dict(
@@ -190,7 +195,10 @@ def base_config():
     c.evals = ml_collections.ConfigDict(dict(
         knn=dict(type="knn", every_steps=0, k=200, temperature=0.07),
         linear=dict(type="linear", every_steps=0, **probe),
-        fewshot=dict(type="fewshot", every_steps=0, per_class=3, draws=5, **probe)))
+        fewshot=dict(type="fewshot", every_steps=0, per_class=3, draws=5, **probe),
+        # embedding_std, rankme, uniformity, alignment (cl_jax.evaluation.collapse).
+        collapse=dict(type="collapse", every_steps=0, split="test", max_examples=2048,
+                      warn_below=0.2)))
     return c
 
 

@@ -93,6 +93,7 @@ class EvalContext:
         self.exp, self.state, self.method, self.mesh = exp, state, exp.method, exp.mesh
         self.num_classes = exp.num_classes
         self.validation = validation and exp.val_splits is not None
+        self.warnings = []
         self._cache = {}
 
     def split(self, which):
@@ -122,6 +123,37 @@ class EvalContext:
         on_device = self.exp.config.eval.features_on_device
         return self._once(("features", which), lambda: extract_features(
             self.exp, self.state, split, on_device=on_device))
+
+    def augmented_pairs(self, which, max_examples):
+        """Features (host, (n, D) each) of two views of the first ``n`` (<= max_examples)
+        images of an image split, augmented as the run's first two training views (colour
+        ops on the host, seeded by ``config.seed``), or None."""
+        split = self.split(which)
+        if split is None or split.texts is not None or not split.random_access:
+            return None
+        c = self.exp.config
+        views = data.view_augments(c.augment)[:2]
+        if len(views) < 2:
+            return None
+        size = c.eval.batch_size
+        count = min(max_examples, split.num_examples)
+        subset = dataclasses.replace(split, num_examples=count, index_size=count)
+
+        def compute():
+            stream = data.train_dataset(subset, views, seed=c.seed, global_batch=size,
+                                        mean=c.data.mean, std=c.data.std, shuffle_buffer=1,
+                                        process_index=jax.process_index(),
+                                        process_count=jax.process_count())
+            embed, out = embedder(self.exp, "image_features"), [[], []]
+            for _, host_batch in zip(range(-(-count // size)), stream.as_numpy_iterator(),
+                                     strict=False):
+                batch = parallel.to_global({"views": host_batch["views"][:2]}, self.exp.mesh)
+                for view, found in zip(batch["views"], out, strict=True):
+                    found.append(parallel.to_host(embed(self.state.params,
+                                                        self.state.batch_stats, view)))
+            return tuple(np.concatenate(found)[:count] for found in out)
+
+        return self._once(("pairs", which, max_examples), compute)
 
     def sentence_pairs(self, which):
         """Embeddings of the two sentences of each pair of a text split and its scores
@@ -229,6 +261,7 @@ def validate(config):
         raise ConfigError(f"grad_cache_chunk={config.grad_cache_chunk} must divide the batch "
                           f"({config.batch_size}) into chunks; pick a divisor, or 0 for none.")
     check_digits_splits(config.data)
+    check_policy_augment(config.augment)
     if config.total_steps < 0 and config.num_epochs <= 0:
         raise ConfigError("Set --config.num_epochs > 0 or --config.total_steps >= 0.")
     for name, value, allowed in (("nonfinite", config.nonfinite, ("stop", "skip")),
@@ -239,6 +272,24 @@ def validate(config):
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got "
                               f"{value!r}; set --config.{name}={allowed[0]}.")
+
+
+def check_policy_augment(a):
+    """RandAugment / AutoAugment settings (``augment.randaugment_*``, ``augment.autoaugment``)."""
+    from cl_jax.data import randaugment
+
+    if a.randaugment_ops not in randaugment.OP_LISTS:
+        raise ConfigError(f"augment.randaugment_ops is {a.randaugment_ops!r}; set it to one of "
+                          f"{', '.join(map(repr, randaugment.OP_LISTS))}.")
+    if a.autoaugment and a.autoaugment not in randaugment.POLICIES:
+        raise ConfigError(f"augment.autoaugment is {a.autoaugment!r}; set it to 'imagenet' (the "
+                          "learned ImageNet policy) or '' for none.")
+    if not 0 <= a.randaugment_magnitude <= 30 or a.randaugment_num_ops < 0:
+        raise ConfigError("augment.randaugment_magnitude must lie in [0, 30] and "
+                          "augment.randaugment_num_ops be >= 0 (0: no RandAugment).")
+    if a.randaugment_num_ops and a.autoaugment:
+        raise ConfigError("Set either augment.randaugment_num_ops or augment.autoaugment, not "
+                          "both.")
 
 
 def check_digits_splits(d):
@@ -534,8 +585,12 @@ def evaluate(exp: Experiment, state, step=None, final=True):
     the end of the run they score the validation splits where the config has them."""
     c = exp.config
     step = int(state.step) if step is None else step
-    return evaluation.run_evaluators(EvalContext(exp, state, validation=not final), c.evals,
-                                     step, final, c.eval_every_steps)
+    context = EvalContext(exp, state, validation=not final)
+    results = evaluation.run_evaluators(context, c.evals, step, final, c.eval_every_steps)
+    if jax.process_index() == 0:
+        for warning in context.warnings:
+            print(f"warning at step {step}: {warning}", flush=True)
+    return results
 
 
 SUMMARY = (("knn_top1", "kNN top-1"), ("linear_top1", "linear top-1"),

@@ -21,6 +21,12 @@ class ViewAugment:
     blur_prob: float = 0.0
     blur_sigma: tuple = (0.1, 2.0)
     solarize_prob: float = 0.0
+    # RandAugment / AutoAugment after the crop and flip (cl_jax.data.randaugment): the
+    # ``augment`` config's fields, the same for every view.
+    randaugment_num_ops: int = 0
+    randaugment_magnitude: int = 9
+    randaugment_ops: str = "paper"
+    autoaugment: str = ""
 
     @classmethod
     def from_config(cls, config):
@@ -37,4 +43,9 @@ def view_augments(augment_config):
     ``num_local_views`` copies of ``local`` (multi-crop, Caron et al. 2020)."""
     c = augment_config
     views = [c.view1, c.view2][: c.num_global_views] + [c.local] * c.num_local_views
-    return [ViewAugment.from_config(v) for v in views]
+    shared = {k: c[k] for k in POLICY_FIELDS}
+    return [ViewAugment.from_config({**v, **shared}) for v in views]
+
+
+POLICY_FIELDS = ("randaugment_num_ops", "randaugment_magnitude", "randaugment_ops",
+                 "autoaugment")

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import numeric_grad
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -148,14 +149,6 @@ def test_two_view_losses_match_reference(name, t):
         np.testing.assert_allclose(value, ref(z1, z2, t), rtol=2e-5)
 
 
-def numerical_grad(f, x, eps=1e-6):
-    x = np.asarray(x, np.float64)
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        step = np.zeros_like(x)
-        step[idx] = eps
-        grad[idx] = (f(x + step) - f(x - step)) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("name", TWO_VIEW)
@@ -166,8 +159,8 @@ def test_two_view_gradients_match_reference(name):
         ref = lambda a, b, t: ref_dcl(a, b, t, sigma=0.5, weights_of=(z1, z2))
     g1, g2 = jax.grad(loss, argnums=(0, 1))(z1, z2, 0.5)
     assert np.all(np.isfinite(g1)) and np.all(np.isfinite(g2))
-    np.testing.assert_allclose(g1, numerical_grad(lambda x: ref(x, z2, 0.5), z1), atol=2e-5)
-    np.testing.assert_allclose(g2, numerical_grad(lambda x: ref(z1, x, 0.5), z2), atol=2e-5)
+    np.testing.assert_allclose(g1, numeric_grad(lambda x: ref(x, z2, 0.5), z1), atol=2e-5)
+    np.testing.assert_allclose(g2, numeric_grad(lambda x: ref(z1, x, 0.5), z2), atol=2e-5)
 
 
 @pytest.mark.parametrize("name", TWO_VIEW)
@@ -267,13 +260,13 @@ def test_info_nce_gradients_and_invariances():
         lambda x: ref_info_nce(q, k, x, 0.5),
     ]
     for g, f, x in zip(grads, wrt, (q, k, queue), strict=True):
-        np.testing.assert_allclose(g, numerical_grad(f, x), atol=2e-5)
+        np.testing.assert_allclose(g, numeric_grad(f, x), atol=2e-5)
     gq, gk = jax.grad(lambda a, b: info_nce(a, b, temperature=0.5), (0, 1))(q, k)
     np.testing.assert_allclose(
-        gq, numerical_grad(lambda x: ref_info_nce(x, k, None, 0.5), q), atol=2e-5
+        gq, numeric_grad(lambda x: ref_info_nce(x, k, None, 0.5), q), atol=2e-5
     )
     np.testing.assert_allclose(
-        gk, numerical_grad(lambda x: ref_info_nce(q, x, None, 0.5), k), atol=2e-5
+        gk, numeric_grad(lambda x: ref_info_nce(q, x, None, 0.5), k), atol=2e-5
     )
 
     q, k, queue = queries_keys_queue(9, n=8, m=7)
@@ -338,7 +331,7 @@ def test_info_nce_with_per_query_negatives_matches_reference(t, with_queue):
     grad = jax.grad(lambda a: info_nce(a, k, queue, temperature=t, query_negatives=own))(q)
     np.testing.assert_allclose(
         grad,
-        numerical_grad(lambda x: ref_info_nce_with_query_negatives(x, k, queue, own, t), q),
+        numeric_grad(lambda x: ref_info_nce_with_query_negatives(x, k, queue, own, t), q),
         atol=2e-5,
     )
     with pytest.raises(ValueError, match="query_negatives"):
@@ -376,7 +369,7 @@ def test_supcon_gradients_invariances_vmap_bfloat16():
     labels = np.array([1, 0, 1, 1])
     grads = jax.grad(lambda f: supcon(f, labels, temperature=0.5))(features)
     np.testing.assert_allclose(
-        grads, numerical_grad(lambda f: ref_supcon(f, labels, 0.5), features), atol=2e-5
+        grads, numeric_grad(lambda f: ref_supcon(f, labels, 0.5), features), atol=2e-5
     )
 
     features = rng.normal(size=(8, 3, 5)).astype(np.float32)

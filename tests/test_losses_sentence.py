@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import numeric_grad
 
 from cl_jax.losses import sentence as S
 
@@ -89,15 +90,6 @@ def ref_triplet(a, p, n, margin, distance):
                         + margin, 0.0) for i in range(len(a))])
 
 
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the float64 reference ``f`` at ``x``."""
-    x = np.asarray(x, np.float64)
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[idx] = eps
-        grad[idx] = (f(x + step) - f(x - step)) / (2 * eps)
-    return grad
 
 
 # ---- SimCSE ----

@@ -206,7 +206,7 @@ def test_flat_unlabelled_folder_trains_without_probe(tmp_path):
     for view in (config.augment.view1, config.augment.view2):
         view.size = 16
     results = train.train_and_evaluate(config, str(tmp_path / "run"))
-    assert results == {}
+    assert results == {}  # no test split to evaluate
     assert all("probe_acc" not in m for m in read_metrics(tmp_path / "run"))
 
 

@@ -196,6 +196,19 @@ def normalize(image, mean, std):
 # --- a whole view -------------------------------------------------------------------------
 
 
+def policy_augment(image, seed, view: ViewAugment):
+    """``view``'s RandAugment (``randaugment_num_ops`` > 0) or AutoAugment policy, if any."""
+    from cl_jax.data import randaugment
+
+    if view.randaugment_num_ops > 0:
+        ops = randaugment.OP_LISTS[view.randaugment_ops]
+        return randaugment.randaugment(image, seed, view.randaugment_num_ops,
+                                       view.randaugment_magnitude, ops=ops)
+    if view.autoaugment:
+        return randaugment.autoaugment(image, seed, view.autoaugment)
+    return image
+
+
 def augment_view(image, seed, view: ViewAugment, colour=True, channels=None):
     """One augmented view of a uint8 image, float32 in [0, 1] (not yet normalised).
 
@@ -211,6 +224,7 @@ def augment_view(image, seed, view: ViewAugment, colour=True, channels=None):
         crop = random_crop(image, crop_s, view.crop_scale, view.crop_ratio)
     image = resize(tf.image.convert_image_dtype(crop, tf.float32), view.size)
     image = with_probability(view.flip_prob, flip_s, tf.image.flip_left_right, image)
+    image = policy_augment(image, tf.random.experimental.stateless_fold_in(seed, 8), view)
     if not colour:
         return image
     jitter = lambda im: color_jitter(im, jit_s, view.brightness, view.contrast,

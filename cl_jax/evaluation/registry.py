@@ -13,7 +13,10 @@ per evaluation round and shared:
   (``image_embeddings``, ``labels``, ``text_embeddings``, ``text_to_image``), or None;
 - ``context.class_prompt_embeddings(which)``: (classes, templates, D) embeddings of the
   split's zero-shot prompts, or None;
-- ``context.num_classes``; ``context.method``, ``context.state`` and ``context.mesh``.
+- ``context.augmented_pairs(which, n)``: features of two augmented views (the run's first
+  two training views) of the split's first ``n`` images, or None;
+- ``context.num_classes``; ``context.method``, ``context.state`` and ``context.mesh``;
+  ``context.warnings``, lines an evaluator wants in the log.
 
 An evaluator returns {} when the run has nothing it can score (no labels, no text tower).
 Adding one is a function with ``@evaluator("name")``.
@@ -21,10 +24,11 @@ Adding one is a function with ``@evaluator("name")``.
 
 import math
 
+import jax.numpy as jnp
 import numpy as np
 
 from cl_jax.errors import ConfigError
-from cl_jax.evaluation import device_features
+from cl_jax.evaluation import collapse, device_features
 from cl_jax.evaluation.device_features import DeviceFeatures
 from cl_jax.evaluation.knn import knn_accuracy
 from cl_jax.evaluation.linear import fewshot_accuracy, linear_accuracy
@@ -108,6 +112,35 @@ def fewshot(context, settings):
     mean, std = fewshot(*data, context.num_classes, per_class=settings.per_class,
                         draws=settings.draws, **probe_options(settings, subset))
     return {"fewshot_top1": mean, "fewshot_top1_std": std}
+
+
+@evaluator("collapse")
+def collapse_monitors(context, settings):
+    """Collapse monitors of the frozen features of ``split`` (at most ``max_examples`` rows):
+    ``embedding_std`` (SimSiam's std of the L2-normalised features, about 1/sqrt(D) when
+    healthy; here of the features centred on their mean first, since an encoder's features
+    after a ReLU all lie in one orthant, where SimSiam's projector outputs do not),
+    ``rankme`` (Garrido et al. 2023), ``uniformity`` and, on two augmented views of those
+    images made as for training, ``alignment`` (Wang & Isola 2020); see
+    ``cl_jax.evaluation.collapse``. A warning joins the log when ``embedding_std`` falls
+    below ``warn_below`` x 1/sqrt(D)."""
+    found = context.features(settings.get("split", "test"))
+    if found is None:
+        return {}
+    if isinstance(found, DeviceFeatures):
+        features = found.values[:settings.max_examples]
+    else:
+        features = found[0][:settings.max_examples]
+    pairs = context.augmented_pairs(settings.get("split", "test"), settings.max_examples)
+    features = jnp.asarray(features)
+    results = {k: float(v) for k, v in collapse.collapse_metrics(features).items()}
+    results["embedding_std"] = float(collapse.embedding_std(features - features.mean(0)))
+    if pairs is not None:
+        results["alignment"] = float(collapse.alignment(*map(jnp.asarray, pairs)))
+    warning = collapse.collapse_warning(results, features.shape[-1], settings.warn_below)
+    if warning:
+        context.warnings.append(warning)
+    return results
 
 
 def check_evals(evals, splits=("train", "test")):

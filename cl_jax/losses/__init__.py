@@ -19,6 +19,7 @@ from cl_jax.losses.contrastive import (
     supcon,
 )
 from cl_jax.losses.image_text import clip, clip_ring, siglip, siglip_ring
+from cl_jax.losses.imix import imix_info_nce
 from cl_jax.losses.metric import (
     contrastive_margin,
     lifted_structured,
@@ -55,6 +56,7 @@ __all__ = [
     "dino",
     "dino_center_update",
     "hard_negative_nt_xent",
+    "imix_info_nce",
     "info_nce",
     "lifted_structured",
     "logsumexp_rows",
