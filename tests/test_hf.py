@@ -201,8 +201,9 @@ def test_poolings_and_dropout(tmp_path):
     with pytest.raises(DataError, match="no pooler: use pooling 'cls' or 'mean'"):
         load_hf_encoder(tmp_path, pooling="pooler")
 
+    # The rbg generator compiles far faster than threefry on CPU; dropout works the same.
     dropped = [module.apply({"params": params}, jnp.asarray(tokens), train=True,
-                            rngs={"dropout": jax.random.key(s)}) for s in (0, 0, 1)]
+                            rngs={"dropout": jax.random.key(s, impl="rbg")}) for s in (0, 0, 1)]
     np.testing.assert_array_equal(dropped[0], dropped[1])
     assert np.abs(dropped[0] - dropped[2]).max() > 1e-3
     assert np.abs(dropped[0] - pooled).max() > 1e-3

@@ -15,7 +15,9 @@ from cl_jax.errors import ConfigError
 from cl_jax.state import loss_and_grads
 
 
-def tiny(name="simcse", preset="", **method):
+def tiny(name="simcse", preset="", evals=True, **method):
+    """A config file's preset, shrunk; ``evals=False`` for a test of the train split and the
+    step alone: no evaluation split is built (WordNet's take half a second an experiment)."""
     c = config_lib.load_config_file(f"{name}:{preset}" if preset else name)
     c.data.update(text_limit=400, text_eval_limit=300, text_sts_pairs=120,
                   tokenizer_captions=2000)
@@ -25,7 +27,16 @@ def tiny(name="simcse", preset="", **method):
     c.eval.batch_size = 64
     c.evals.linear.steps = 10
     c.evals.sts.flow = False  # the flow has its own tests; one fit costs seconds
+    if not evals:
+        c.data.update(eval_train_split="", eval_test_split="", extra_eval_splits=())
+        c.evals = {}
     return c
+
+
+def fast_key(seed):
+    """A dropout key for the tests that check a loss is finite: the rbg generator compiles
+    far faster than threefry on CPU (as in test_text_model); the sharded tests keep threefry."""
+    return jax.random.key(seed, impl="rbg")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +57,8 @@ def test_simcse_trains_and_evaluates_through_the_loop(simcse_run):
         assert json.load(f)["sts_spearman"] == results["sts_spearman"]
     with open(workdir / "data.json") as f:
         assert json.load(f)["split"] == "glosses"
+    assert "probe" in tiny().evals  # the probe is configured, but no eval.probe_file given:
+    assert not [key for key in results if key.startswith("probe")]  # nothing scored
 
 
 def text_batch(config):
@@ -55,31 +68,34 @@ def text_batch(config):
     return exp, next(ds.as_numpy_iterator())
 
 
-def run_on(devices, config, host_batch):
-    mesh = parallel.create_mesh(devices)
-    exp = train.create_experiment(config, mesh)
+def step_outputs(exp, host_batch):
+    """(metrics, gradients) of the jitted loss on ``host_batch``, on ``exp``'s mesh."""
     state = train.initial_state(exp)
-    batch = parallel.to_global(host_batch, mesh)
+    batch = parallel.to_global(host_batch, exp.mesh)
     step = jax.jit(functools.partial(loss_and_grads, exp.method))
     metrics, _, grads = step(state, batch, jax.random.key(3))
     return jax.device_get((metrics, grads))
 
 
-def test_supervised_simcse_with_cutoff_on_eight_devices_matches_one():
-    config = tiny(preset="sup", cutoff="token", cutoff_ratio=0.2, hard_negative_weight=1.0)
-    config.augment.update(word_dropout=0.1, word_shuffle_window=1)
-    _, host_batch = text_batch(config)
-    assert host_batch["sentences"].shape == (16, 3, 16)
-    one = run_on(jax.devices()[:1], config, host_batch)
-    eight = run_on(jax.devices(), config, host_batch)
-    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight), strict=True):
+def assert_same_outputs(want, got):
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(a).max())
 
 
+def test_supervised_simcse_with_cutoff_on_eight_devices_matches_one():
+    config = tiny(preset="sup", evals=False, cutoff="token", cutoff_ratio=0.2,
+                  hard_negative_weight=1.0)
+    config.augment.update(word_dropout=0.1, word_shuffle_window=1)
+    eight, host_batch = text_batch(config)  # the experiment on all 8 devices
+    assert eight.mesh.size == 8 and host_batch["sentences"].shape == (16, 3, 16)
+    one = train.create_experiment(config, parallel.create_mesh(jax.devices()[:1]))
+    assert_same_outputs(step_outputs(one, host_batch), step_outputs(eight, host_batch))
+
+
 def test_text_batches_are_the_same_rows_whatever_the_process_count():
-    config = tiny()
+    config = tiny(evals=False)
     config.augment.word_dropout = 0.3
-    exp, _ = text_batch(config)
+    exp = train.create_experiment(config)
     kwargs = dict(seed=4, global_batch=16, mean=(0.0,), std=(1.0,),
                   text_augment=train.caption_augment(exp))
     one = next(data.train_dataset(exp.train_split, (), **kwargs).as_numpy_iterator())
@@ -136,6 +152,7 @@ def test_user_files_train_and_evaluate(tmp_path):
     exp = train.create_experiment(c)
     assert exp.train_split.num_examples == 64
     assert any("skipped 64 empty lines" in note for note in exp.notes)
+    assert exp.eval_train_split.name == "wordnet/categories_train"  # the probes stay on WordNet
     sts = exp.extra_eval_splits["sts"]
     assert sts.num_examples == 20 and list(sts.scores[:3]) == [0.0, 1.0, 2.0]
     c.data.train_file = ""
@@ -144,7 +161,7 @@ def test_user_files_train_and_evaluate(tmp_path):
 
 
 def test_a_method_given_the_wrong_number_of_sentences_is_one_clear_error():
-    c = tiny("sbert", objective="triplet")
+    c = tiny("sbert", evals=False, objective="triplet")
     c.data.train_split = "glosses"  # one sentence per example; triplet needs three
     with pytest.raises(ConfigError, match="3 sentence"):
         train.create_experiment(c)
@@ -159,7 +176,7 @@ def test_a_method_given_the_wrong_number_of_sentences_is_one_clear_error():
                                              ("triplet", "gloss_example"),
                                              ("mnrl", "gloss_example")])
 def test_sbert_objectives_give_a_finite_loss_and_gradient(objective, split, tmp_path):
-    c = tiny("sbert", objective=objective)
+    c = tiny("sbert", evals=False, objective=objective)
     c.data.update(train_split=split, text_limit=200)
     if split == "nli":
         nli = tmp_path / "nli.tsv"
@@ -172,7 +189,7 @@ def test_sbert_objectives_give_a_finite_loss_and_gradient(objective, split, tmp_
     state = train.initial_state(exp)
     batch = parallel.to_global(host_batch, exp.mesh)
     metrics, _, grads = jax.jit(functools.partial(loss_and_grads, exp.method))(
-        state, batch, jax.random.key(0))
+        state, batch, fast_key(0))
     assert np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) > 0
     norms = [float(np.abs(g).sum()) for g in jax.tree.leaves(grads)]
     assert all(np.isfinite(norms)) and sum(norms) > 0
@@ -181,7 +198,7 @@ def test_sbert_objectives_give_a_finite_loss_and_gradient(objective, split, tmp_
 
 
 def test_quick_thoughts_trains_on_runs_of_consecutive_sentences():
-    c = tiny("quick_thoughts")
+    c = tiny("quick_thoughts", evals=False)
     c.data.text_chunk = 4
     exp, host_batch = text_batch(c)
     assert host_batch["sentences"].shape == (16, 4, 16)
@@ -195,7 +212,7 @@ def test_quick_thoughts_trains_on_runs_of_consecutive_sentences():
                                                                          ["b", "c", "e"]]
     state = train.initial_state(exp)
     metrics, _, _ = jax.jit(functools.partial(loss_and_grads, exp.method))(
-        state, parallel.to_global(host_batch, exp.mesh), jax.random.key(0))
+        state, parallel.to_global(host_batch, exp.mesh), fast_key(0))
     assert np.isfinite(float(metrics["loss"]))
     features = train.embed_texts(exp, state, ["a sentence", "another one"], "text_features")
     assert features.shape == (2, 2 * c.model.text.width)  # [f(s); g(s)]
@@ -207,16 +224,18 @@ def test_quick_thoughts_trains_on_runs_of_consecutive_sentences():
     assert train.create_experiment(default).tokenizer.vocab_size == 2000
 
 
-@pytest.mark.parametrize("preset", ["wordnet", "sup"])
-def test_grad_cache_gives_the_full_batch_loss_and_gradient(preset):
-    config = tiny(preset=preset)
+def test_grad_cache_gives_the_full_batch_loss_and_gradient():
+    """The unsupervised step embeds twice, the second pass with a cutoff mask, both through
+    GradCache; the supervised step's one embedding of its three sentences takes the same
+    path (``SentenceMethod.embed``), so it is not compiled twice more here."""
+    config = tiny(evals=False)
     config.model.text.dropout_rate = 0.0  # the chunks' dropout masks differ from one pass's
-    _, host_batch = text_batch(config)
-    full = run_on(jax.devices(), config, host_batch)
+    exp, host_batch = text_batch(config)
+    full = step_outputs(exp, host_batch)
     config.grad_cache_chunk = 8
-    cached = run_on(jax.devices(), config, host_batch)
-    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(cached), strict=True):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(a).max())
+    cached = train.create_experiment(config)
+    assert cached.method.grad_cache_chunk == 8
+    assert_same_outputs(full, step_outputs(cached, host_batch))
     config.grad_cache_chunk = 5
     with pytest.raises(ConfigError, match="divide the batch"):
         train.create_experiment(config)
@@ -229,12 +248,13 @@ def test_grad_cache_gives_the_full_batch_loss_and_gradient(preset):
 def test_simcse_starts_from_a_local_hugging_face_bert(tmp_path):
     pytest.importorskip("safetensors")
     pytest.importorskip("tokenizers")
-    from test_hf import numpy_encoder, write_model
+    from test_hf import model_config, numpy_encoder, write_model
 
     from cl_jax.models import bert
 
-    directory = write_model(tmp_path / "bert")
-    c = tiny()
+    # One layer: test_hf checks the layers' weight names; here the tower's place in the run.
+    directory = write_model(tmp_path / "bert", config=model_config(num_hidden_layers=1))
+    c = tiny(evals=False)
     c.model.text.update(init_from_hf=str(directory), max_len=8)
     c.augment.word_dropout = 0.2  # WordPiece word starts
     exp, host_batch = text_batch(c)
@@ -251,7 +271,7 @@ def test_simcse_starts_from_a_local_hugging_face_bert(tmp_path):
     features = train.embed_texts(exp, state, ["a dog", "the cat sat"], "text_features")
     np.testing.assert_allclose(features, hidden[:, 0], atol=2e-5)  # [CLS], pooler off in eval
     metrics, _, _ = jax.jit(functools.partial(loss_and_grads, exp.method))(
-        state, parallel.to_global(host_batch, exp.mesh), jax.random.key(0))
+        state, parallel.to_global(host_batch, exp.mesh), fast_key(0))
     assert np.isfinite(float(metrics["loss"]))
 
 
@@ -259,15 +279,15 @@ def test_cert_trains_moco_on_sentence_paraphrase_pairs(tmp_path):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("sentence\tparaphrase\n" + "".join(
         f"the {i} cat sat\ta cat number {i} was sitting\n" for i in range(30)) + "only one\t\n")
-    c = tiny("cert", "pairs", queue_size=32)
+    c = tiny("cert", "pairs", evals=False, queue_size=32)
     c.data.train_file = str(pairs)
     c.model.text.update(vocab_size=30, dropout_rate=0.0)  # keys: a function of the params
     exp, host_batch = text_batch(c)
     assert exp.train_split.num_examples == 30 and any("1 row" in n for n in exp.notes)
     state = train.initial_state(exp)
     target = jax.device_get(state.extra["target_params"])
-    keys = exp.method.target_network.apply({"params": target}, host_batch["sentences"][:, 1],
-                                           train=True)  # with the head, as the loss
+    keys = jax.jit(functools.partial(exp.method.target_network.apply, train=True))(
+        {"params": target}, host_batch["sentences"][:, 1])  # with the head, as the loss
     keys = keys / np.linalg.norm(keys, axis=1, keepdims=True)
     new, metrics = train.jit_train_step(exp)(state, parallel.to_global(host_batch, exp.mesh))
     assert np.isfinite(float(metrics["loss"]))
@@ -289,7 +309,8 @@ def test_a_labelled_sentence_file_is_probed_by_cross_validation(tmp_path):
     probe.write_text("sentence\tlabel\n" + "".join(
         f"{words[i % 2].split()[i % 3]} thing {i}\t{('pos', 'neg')[i % 2]}\n"
         for i in range(43)))
-    c = tiny()
+    c = tiny(evals=False)  # without a file, nothing scored: test_simcse_trains_and_evaluates
+    c.data.extra_eval_splits = ("probe",)
     c.eval.probe_file = str(probe)
     c.evals = {"probe": dict(type="sentence_probe", every_steps=0, split="probe", folds=4,
                              epochs=-1.0, steps=50, batch_size=64, lr=0.1, weight_decay=0.0)}
@@ -298,9 +319,6 @@ def test_a_labelled_sentence_file_is_probed_by_cross_validation(tmp_path):
     assert split.num_examples == 43 and split.num_classes == 2
     results = train.evaluate(exp, train.initial_state(exp), final=True)
     assert set(results) == {"probe_acc", "probe_acc_std"} and 0 <= results["probe_acc"] <= 1
-    c.eval.probe_file = ""  # no file: nothing to score
-    exp = train.create_experiment(c)
-    assert train.evaluate(exp, train.initial_state(exp), final=True) == {}
 
 
 def test_cross_validated_accuracy_trains_on_the_other_folds():
