@@ -114,3 +114,26 @@ def test_the_loop_evaluates_the_same_on_device(tmp_path):
     for key, value in on_host.items():
         assert on_device[key] == pytest.approx(value, abs=1 / 359 + 1e-6), key
     assert jax.device_count() == 8
+
+
+def test_collapse_monitors_of_device_features_use_the_labelled_rows(data):
+    """Padding and unreadable rows (label -1) stay out of the monitors."""
+    from cl_jax import config_lib
+    from cl_jax.evaluation import collapse, registry
+
+    train_f, _, (x, *_) = data
+
+    class Context:
+        warnings = []
+
+        def features(self, which):
+            return train_f
+
+        def augmented_pairs(self, which, n):
+            return None
+
+    settings = config_lib.base_config().evals.collapse
+    got = registry.collapse_monitors(Context(), settings)
+    assert got["rankme"] == pytest.approx(float(collapse.rankme(x)), rel=1e-5)
+    assert got["embedding_std"] == pytest.approx(
+        float(collapse.embedding_std(x - x.mean(0))), rel=1e-5)

@@ -21,6 +21,7 @@ REFERENCE_GROUPING = {
     "clip": "per_view",  # one image view
     "deepclusterv2": "per_resolution",  # facebookresearch/swav main_deepclusterv2.py
     "dino": "per_resolution",  # facebookresearch/dino MultiCropWrapper
+    "imix": "per_resolution",  # kibok90/imix builder.py: torch.cat([im_q, im_k]) (npair)
     "instdisc": "per_view",  # one view
     "mocov2": "per_view",  # facebookresearch/moco: encoder_q(im_q), encoder_k(im_k)
     "mocov3": "per_view",  # facebookresearch/moco-v3: base_encoder(x1), base_encoder(x2)
@@ -108,7 +109,7 @@ def test_online_network_sees_the_declared_groups(name):
     ("mocov2", dict(shuffle_bn_groups=3), "shuffle_bn_groups=3 must divide"),
     ("nnclr", dict(support_size=40), "support_size=40 must be a multiple"),
     ("swav", dict(queue_length=8), r"queue_length \(8\) must be at least"),
-    ("deepclusterv2", dict(num_prototypes=(5000,)), "more than the 1438 training examples"),
+    ("deepclusterv2", dict(num_prototypes=(5000,)), "more than the 1295 training examples"),
 ])
 def test_config_errors_come_before_anything_is_written(tmp_path, name, overrides, message):
     config = tiny_config(name)

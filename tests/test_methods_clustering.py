@@ -359,13 +359,13 @@ def test_instdisc_nce_with_proximal_term():
 def test_memory_bank_methods_need_indices_and_the_right_bank_size():
     config = tiny_config("instdisc")
     exp = train.create_experiment(config)
-    assert exp.config.method.num_examples == 1438  # 0 in the config: the split's size
+    assert exp.config.method.num_examples == 1295  # 0 in the config: minitrain's size
     views = conftest.random_batch(config, config.batch_size)["views"]
     with pytest.raises(ConfigError, match="index"):
         exp.method.loss({}, {}, {}, {"views": views, "index": None}, jax.random.key(0), 0)
     config = tiny_config("deepclusterv2")
     config.method.num_examples = 5000
-    with pytest.raises(ConfigError, match="num_examples=1438"):
+    with pytest.raises(ConfigError, match="num_examples=1295"):
         train.create_experiment(config)
 
 

@@ -193,7 +193,7 @@ def linear_top1(train, test, num_classes, *, steps=1000, batch_size=1024, lr=0.0
 
 
 @functools.partial(jax.jit, static_argnames="mesh")
-def _gather(values, rows, *, mesh):
+def gather_rows(values, rows, *, mesh):
     """Rows ``rows`` (replicated) of row-split ``values``, on every device: each device
     contributes the rows it holds."""
     axes = mesh.axis_names
@@ -220,7 +220,7 @@ def fewshot_top1(train, test, num_classes, *, per_class=3, draws=5, seed=0, step
     accuracies = []
     for draw in range(draws):
         rows = labelled[few_label_subset(train.labels[labelled], per_class, seed + draw)]
-        picked = _gather(train.values, jnp.asarray(rows, jnp.int32), mesh=train.mesh)
+        picked = gather_rows(train.values, jnp.asarray(rows, jnp.int32), mesh=train.mesh)
         params = train_logistic_regression(
             (picked - moments[0]) / moments[1], jnp.asarray(train.labels[rows]), num_classes,
             steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,

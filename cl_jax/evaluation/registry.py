@@ -127,8 +127,12 @@ def collapse_monitors(context, settings):
     found = context.features(settings.get("split", "test"))
     if found is None:
         return {}
-    if isinstance(found, DeviceFeatures):
-        features = found.values[:settings.max_examples]
+    if isinstance(found, DeviceFeatures):  # its labelled rows: no padding, no unreadable
+        rows = np.flatnonzero(found.labels >= 0)[:settings.max_examples]
+        if not len(rows):
+            return {}
+        features = device_features.gather_rows(found.values, jnp.asarray(rows, jnp.int32),
+                                               mesh=found.mesh)
     else:
         features = found[0][:settings.max_examples]
     pairs = context.augmented_pairs(settings.get("split", "test"), settings.max_examples)
