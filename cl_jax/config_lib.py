@@ -17,7 +17,6 @@ from cl_jax.errors import ConfigError
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-# Pixel mean and std of scikit-learn's digits (values / 16) over the whole set.
 # Of the pixels of the digits' training split ('minitrain'; tests/test_pipeline.py checks).
 DIGITS_MEAN, DIGITS_STD = (0.3059,), (0.3763,)
 
