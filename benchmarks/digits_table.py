@@ -5,7 +5,9 @@ For each method and seed, runs the README command (``python -m cl_jax.main --con
 (compilation, training and evaluation), and reads the run's ``eval.json``: the test split,
 scored once, at the end (the presets train on 'minitrain'; 'minival' is the split for
 evaluation during a run and for tuning). The random-init baseline is the BYOL default with
-``--config.total_steps=0`` (the same encoder as every method's default), per seed.
+``--config.total_steps=0`` (the same encoder as every method's default), per seed; a method
+of ``OWN_NETWORK`` (whose network is not that encoder, e.g. CMC's encoder per view) also gets
+a row of its own at 0 steps, "random init (cmc)".
 
 Each run is saved to ``benchmarks/digits_table.json`` as it finishes, with the package
 versions, the commit and the machine (a run is a function of its config, its seed and the
@@ -31,6 +33,15 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKERS = ("<!-- digits-table -->", "<!-- /digits-table -->")
 KEYS = ("knn_top1", "linear_top1", "fewshot_top1")
+# Methods whose evaluated network differs from the shared encoder: each gets its own
+# random-init row, the baseline its README row must beat.
+OWN_NETWORK = ("cmc",)
+
+
+def random_init_of(method):
+    """The config a "random init" row runs at 0 steps: BYOL's (the shared encoder), or the
+    method's own for "random init (cmc)"."""
+    return method[len("random init ("):-1] if method.startswith("random init (") else "byol"
 
 
 def available_methods():
@@ -110,6 +121,8 @@ def row(runs):
     name = runs[0]["method"]
     if name == "random init":
         name = "random init (same encoder, 0 steps)"
+    elif name.startswith("random init ("):
+        name = f"random init ({random_init_of(name)}'s network, 0 steps)"
     scores = [cell([r[k] for r in runs]) for k in KEYS]
     seconds = f"{mean_std([r['seconds'] for r in runs])[0]:.0f} s"
     seeds = ", ".join(str(r["seed"]) for r in runs)
@@ -119,7 +132,9 @@ def row(runs):
 
 def grouped(records):
     """The records by method, in the table's order (random init, then the configs')."""
-    order = ["random init", *available_methods()]
+    order = ["random init"]
+    for method in available_methods():
+        order += [f"random init ({method})", method] if method in OWN_NETWORK else [method]
     methods = sorted({r["method"] for r in records},
                      key=lambda m: order.index(m) if m in order else len(order))
     return [sorted((r for r in records if r["method"] == m), key=lambda r: r["seed"])
@@ -186,15 +201,18 @@ def main():
     machine = f"{platform.platform()}, {os.cpu_count()} CPUs"
     records = load(args.json)
     # Seed by seed, so that a table stopped half-way has every method at the first seeds.
-    runs = [(method, seed) for seed in map(int, args.seeds.split(","))
-            for method in ["random init", *args.methods.split(",")]]
+    methods = ["random init"]
+    for method in args.methods.split(","):
+        methods += [f"random init ({method})", method] if method in OWN_NETWORK else [method]
+    runs = [(method, seed) for seed in map(int, args.seeds.split(",")) for method in methods]
     for method, seed in runs:
         done = [r for r in records if (r["method"], r["seed"]) == (method, seed)]
         if args.skip_done and done:
             continue
-        config, extra = ("byol", ["--config.total_steps=0"]) if method == "random init" \
-            else (method, [])
-        folder = os.path.join(args.workdir, f"{method.replace(' ', '_')}_seed{seed}")
+        config, extra = (random_init_of(method), ["--config.total_steps=0"]) \
+            if method.startswith("random init") else (method, [])
+        slug = re.sub(r"\W+", "_", method).strip("_")
+        folder = os.path.join(args.workdir, f"{slug}_seed{seed}")
         flags = [f"--config.seed={seed}", *overrides, *extra]  # random init: 0 steps
         results, seconds = run(config, folder, flags)
         records = [r for r in records if r not in done]

@@ -317,6 +317,21 @@ def solo(yaml, epochs, optimizer, lr, wd, views, method, cifar=True, schedule=SO
 BYOL_VIEWS_224 = {"view 1": view_text(224, blur=1.0), "view 2": view_text(224, blur=0.1,
                                                                             solarize=0.2)}
 SIMCLR_VIEWS_224 = {"views (both)": view_text(224, bcsh=(0.8, 0.8, 0.8, 0.2), blur=0.5)}
+def cmc_source(ref, temperature, note):
+    """HobbitLong/CMC ``train_CMC.py``'s defaults (L against ab), for a CIFAR or STL-10 preset."""
+    return dict(
+        ref=ref,
+        values={"batch": "128", "epochs": "240", "optimizer": optimizer_text("sgd", 0.9),
+                "learning rate": "0.06 x batch/256 = 0.03 — lr 0.03 at batch 128",
+                "schedule": "no warmup, x0.1 at epochs 120, 160 and 200",
+                "weight decay": wd_text(1e-4, all_params=True),
+                "method.bank_momentum": "0.5", "method.num_noise": "4096",
+                "method.objective": "nce", "method.proj_dim": "128",
+                "method.temperature": num(temperature), "method.split": "channels",
+                "method.channel_groups": "((0), (1, 2)) — L against ab"},
+        notes=["Step decay there, cosine here; weight decay on every parameter there. " + note])
+
+
 IMAGENET_LARS = optimizer_text("lars", 0.9, 1e-3)
 SIMCLR_LINEAR_EVAL = ("— 90 epochs, batch 4096: SGD with Nesterov momentum, lr 0.1 x "
                       "batch/256, on random crops and flips (google-research/simclr README)")
@@ -507,6 +522,16 @@ SOURCES = {
             notes=["The reference raises the weight decay from 0.04 to 0.4 along a cosine and "
                    "clips gradients at norm 3; the shared optimiser here keeps 0.04 and does "
                    "not clip. Stochastic depth (drop path 0.1) is not implemented."]),
+    },
+    "cmc": {
+        ("cifar10",): cmc_source(
+            "none: HobbitLong/CMC train_CMC.py's defaults and README (L / ab, NCE, K 4096) with "
+            "a ResNet-18 per view; the reference has no CIFAR setting", 0.07,
+            "The reference's encoders are half-width ResNet-50s (or AlexNet halves)."),
+        ("stl10",): cmc_source(
+            "HobbitLong/CMC train_CMC.py's defaults and README (L / ab, NCE, K 4096, T 0.1 for "
+            "STL-10) with a ResNet-18 per view", 0.1,
+            "The paper's STL-10 encoders are its own AlexNet-style halves."),
     },
     "instdisc": {
         ("cifar10", "cifar100"): dict(

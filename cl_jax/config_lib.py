@@ -19,6 +19,10 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 # Of the pixels of the digits' training split ('minitrain'; tests/test_pipeline.py checks).
 DIGITS_MEAN, DIGITS_STD = (0.3059,), (0.3763,)
+# L*a*b* images (data.color_space="lab"): the centre and half-range of each channel's range
+# (L 0..100, a -86.183..98.233, b -107.857..94.478), as CMC's train_CMC.py normalises them.
+LAB_MEAN = (50.0, 6.025, -6.6895)
+LAB_STD = (50.0, 92.208, 101.1675)
 
 PRESETS = ("digits", "cifar10", "cifar100", "stl10", "imagenet", "folder")
 
@@ -102,6 +106,9 @@ def base_config():
         train_dir="", eval_train_dir="", eval_test_dir="",
         cache_in_memory=True, cache_eval_in_memory=True, shuffle_buffer=16384,
         mean=DIGITS_MEAN, std=DIGITS_STD,
+        # The images' colour space after augmentation, before (x - mean) / std: "rgb" or "lab"
+        # (CIE L*a*b*, cl_jax.data.augment.rgb_to_lab; set mean / std to LAB_MEAN / LAB_STD).
+        color_space="rgb",
         # Decode only each view's crop window of a JPEG (the same pixels). Saves work with one
         # view per image; with two or more, decoding the image once is as fast or faster
         # (benchmarks/RESULTS.md).

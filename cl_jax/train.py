@@ -142,6 +142,7 @@ class EvalContext:
         def compute():
             stream = data.train_dataset(subset, views, seed=c.seed, global_batch=size,
                                         mean=c.data.mean, std=c.data.std, shuffle_buffer=1,
+                                        color_space=c.data.color_space,
                                         process_index=jax.process_index(),
                                         process_count=jax.process_count())
             embed, out = embedder(self.exp, "image_features"), [[], []]
@@ -261,6 +262,7 @@ def validate(config):
         raise ConfigError(f"grad_cache_chunk={config.grad_cache_chunk} must divide the batch "
                           f"({config.batch_size}) into chunks; pick a divisor, or 0 for none.")
     check_digits_splits(config.data)
+    check_color_space(config)
     check_policy_augment(config.augment)
     if config.total_steps < 0 and config.num_epochs <= 0:
         raise ConfigError("Set --config.num_epochs > 0 or --config.total_steps >= 0.")
@@ -290,6 +292,21 @@ def check_policy_augment(a):
     if a.randaugment_num_ops and a.autoaugment:
         raise ConfigError("Set either augment.randaugment_num_ops or augment.autoaugment, not "
                           "both.")
+
+
+def check_color_space(config):
+    """``data.color_space``: a known one; L*a*b* needs RGB images and the host's colour ops."""
+    space, channels = config.data.color_space, config.data.channels
+    if space not in data.COLOR_SPACES:
+        raise ConfigError(f"data.color_space is {space!r}; set it to one of "
+                          f"{', '.join(map(repr, data.COLOR_SPACES))}.")
+    if space == "lab" and channels != 3:
+        raise ConfigError(f"data.color_space='lab' converts RGB images, but data.channels is "
+                          f"{channels} (source {config.data.source!r}); train on an RGB source "
+                          "(e.g. --config=cmc:cifar10) or set --config.data.color_space=rgb.")
+    if space == "lab" and config.augment.colour_on_device:
+        raise ConfigError("data.color_space='lab' is converted on the host, after the colour "
+                          "ops; set --config.augment.colour_on_device=False.")
 
 
 def check_digits_splits(d):
@@ -557,7 +574,8 @@ def extract_features(exp: Experiment, state, split, fn="image_features", positio
         split, bad_images=c.data.bad_images, size=c.eval.image_size,
         crop_fraction=c.eval.crop_fraction, mean=c.data.mean, std=c.data.std,
         global_batch=c.eval.batch_size, process_index=jax.process_index(),
-        process_count=jax.process_count(), max_examples=max_examples)
+        process_count=jax.process_count(), max_examples=max_examples,
+        color_space=c.data.color_space)
     embed = embedder(exp, fn)
     if on_device:
         count = split.num_examples if max_examples < 0 else min(max_examples,
@@ -741,7 +759,7 @@ def train_loop(exp: Experiment, workdir, checkpointer):
             global_batch=c.batch_size, start_step=step, mean=c.data.mean, std=c.data.std,
             shuffle_buffer=c.data.shuffle_buffer, bad_indices=bad_indices,
             colour=not c.augment.colour_on_device, fused_crop=c.data.fused_crop,
-            text_augment=caption_augment(exp), **process)
+            text_augment=caption_augment(exp), color_space=c.data.color_space, **process)
 
     host_batches = data.HostBatches(dataset_from(start_step), exp.train_split, seed=c.seed,
                                     global_batch=c.batch_size, start_step=start_step,

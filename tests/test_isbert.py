@@ -34,7 +34,7 @@ def test_isbert_trains_and_evaluates_through_the_loop(tmp_path, capsys):
 
 
 def test_config_errors():
-    for field, value in (("measure", "dv"), ("activation", "tanh"), ("kernel_sizes", (1, 2))):
+    for field, value in (("measure", "mine"), ("activation", "tanh"), ("kernel_sizes", (1, 2))):
         with pytest.raises(ConfigError, match=field):
             train.create_experiment(tiny(**{field: value}))
 

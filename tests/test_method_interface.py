@@ -19,6 +19,7 @@ REFERENCE_GROUPING = {
     "barlow_twins": "per_view",  # facebookresearch/barlowtwins: backbone(y1), backbone(y2)
     "byol": "per_view",  # deepmind-research/byol byol_experiment.py: view1, view2 apart
     "clip": "per_view",  # one image view
+    "cmc": "per_view",  # one image, split into the views inside the network
     "deepclusterv2": "per_resolution",  # facebookresearch/swav main_deepclusterv2.py
     "dino": "per_resolution",  # facebookresearch/dino MultiCropWrapper
     "imix": "per_resolution",  # kibok90/imix builder.py: torch.cat([im_q, im_k]) (npair)
@@ -74,7 +75,7 @@ def test_every_method_declares_its_reference_grouping():
     assert image_methods == REFERENCE_GROUPING
 
 
-@pytest.mark.parametrize("name", sorted(set(REFERENCE_GROUPING) - {"clip"}))  # one view
+@pytest.mark.parametrize("name", sorted(set(REFERENCE_GROUPING) - {"clip", "cmc"}))  # one view
 def test_online_network_sees_the_declared_groups(name):
     """Traced (not compiled): the rows of every call of the online network in the loss."""
     config = tiny_config(name)

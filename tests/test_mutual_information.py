@@ -1,5 +1,7 @@
-"""Deep InfoMax's local-global estimators against float64 NumPy, and the JSD form against a
-transcription of rdevon/DIM's ``fenchel_dual_loss`` (torch, when installed)."""
+"""Deep InfoMax's local-global estimators and CURL's bilinear InfoNCE against float64 NumPy
+(value and gradient), the JSD form against a transcription of rdevon/DIM's
+``fenchel_dual_loss`` and AMDIM's stabilisers against one of amdim-public's
+``NCE_MI_MULTI._model_scores`` (torch, when installed)."""
 
 import math
 
@@ -7,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import numeric_grad
 
-from cl_jax.losses.mutual_information import dim_local_global
+from cl_jax.losses.mutual_information import bilinear_info_nce, dim_local_global
 
 B, M, D = 4, 5, 3
 
@@ -57,7 +60,20 @@ def nce_numpy(local, global_, mask):
     return np.mean(terms)
 
 
-@pytest.mark.parametrize("measure,reference", [("jsd", jsd_numpy), ("nce", nce_numpy)])
+def dv_numpy(local, global_, mask):
+    """Donsker-Varadhan: mean positive score, log of the mean exp of every negative pair."""
+    local, global_ = local.astype(np.float64), global_.astype(np.float64)
+    positives, negatives = [], []
+    for b in range(B):
+        for m in range(M):
+            if mask[b, m]:
+                for c in range(B):
+                    (positives if c == b else negatives).append(local[b, m] @ global_[c])
+    return -np.mean(positives) + np.log(np.mean(np.exp(negatives)))
+
+
+@pytest.mark.parametrize("measure,reference", [("jsd", jsd_numpy), ("dv", dv_numpy),
+                                               ("nce", nce_numpy)])
 def test_matches_float64_numpy_with_a_mask(measure, reference):
     local, global_, mask = sample()
     loss = jax.jit(dim_local_global, static_argnames="measure")(local, global_, mask,
@@ -72,7 +88,7 @@ def test_a_masked_position_changes_nothing_and_gets_no_gradient():
     local, global_, mask = sample(1)
     value_and_grad = jax.jit(jax.value_and_grad(dim_local_global, argnums=(0, 1)),
                              static_argnames="measure")
-    for measure in ("jsd", "nce"):
+    for measure in ("jsd", "dv", "nce"):
         base, grads = value_and_grad(local, global_, mask, measure=measure)
         g_local, g_global = map(np.asarray, grads)
         poisoned = np.where(mask[..., None], local, np.nan)
@@ -153,3 +169,105 @@ def test_jsd_matches_the_torch_references():
                                        torch.tensor(global_, dtype=torch.float64), lengths)
     np.testing.assert_allclose(float(dim_local_global(local, global_, prefix)), float(isbert),
                                rtol=1e-5)
+
+
+def test_gradients_match_float64_numpy():
+    local, global_, mask = sample(3)
+    for measure, reference in (("jsd", jsd_numpy), ("dv", dv_numpy), ("nce", nce_numpy)):
+        grads = jax.grad(dim_local_global, argnums=(0, 1))(local, global_, mask,
+                                                           measure=measure)
+        expected_local = numeric_grad(lambda x, r=reference: r(x, global_, mask), local)
+        expected_global = numeric_grad(lambda g, r=reference: r(local, g, mask), global_)
+        np.testing.assert_allclose(grads[0], expected_local, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(grads[1], expected_global, rtol=1e-4, atol=1e-6)
+
+
+def amdim_nce_numpy(local, global_, clip, penalty):
+    """AMDIM's global -> local NCE, written from the paper: every score clipped, each location
+    of the image's own map against every location of the other images' maps, plus the
+    penalty on the squared raw scores."""
+    local, global_ = local.astype(np.float64), global_.astype(np.float64)
+    raw = np.einsum("bmd,cd->bmc", local, global_)
+    clipped = clip * np.tanh(raw / clip)
+    terms = []
+    for b in range(B):
+        negatives = [clipped[c, n, b] for c in range(B) for n in range(M) if c != b]
+        for m in range(M):
+            logits = np.array([clipped[b, m, b], *negatives])
+            terms.append(np.log(np.sum(np.exp(logits))) - logits[0])
+    return np.mean(terms) + penalty * np.mean(raw**2)
+
+
+def test_amdim_clip_and_penalty_match_float64_numpy():
+    local, global_, _ = sample(4, scale=3.0)  # scores up to about 40: the clip matters
+    loss = jax.jit(dim_local_global, static_argnames=("measure", "tanh_clip"))
+    value = loss(local, global_, measure="nce", tanh_clip=20.0, score_penalty=0.05)
+    np.testing.assert_allclose(float(value), amdim_nce_numpy(local, global_, 20.0, 0.05),
+                               rtol=1e-5)
+    unclipped = float(dim_local_global(local, global_, measure="nce"))
+    np.testing.assert_allclose(unclipped, amdim_nce_numpy(local, global_, 1e9, 0.0), rtol=1e-5)
+    assert abs(float(value) - unclipped) > 1e-2
+    grad = jax.grad(dim_local_global)(local, global_, measure="nce", tanh_clip=20.0,
+                                      score_penalty=0.05)
+    expected = numeric_grad(lambda x: amdim_nce_numpy(x, global_, 20.0, 0.05), local)
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def amdim_model_scores_torch(torch, r_src, r_trg, tclip):
+    """amdim-public ``costs.py`` ``NCE_MI_MULTI._model_scores`` and ``_loss_g2l``,
+    transcribed for one device: ``r_src`` (n_batch, n_rkhs) globals, ``r_trg``
+    (n_rkhs, n_batch * n_locs) locals; without its 1 / sqrt(n_rkhs) scaling (the caller's)."""
+    n_batch = r_src.size(0)
+    mask_mat = torch.eye(n_batch, dtype=r_src.dtype)
+    n_locs = r_trg.size(1) // n_batch
+    mask_pos = mask_mat.unsqueeze(dim=2).expand(-1, -1, n_locs)
+    mask_neg = 1.0 - mask_pos
+    raw_scores = torch.mm(r_src, r_trg).reshape(n_batch, n_batch, n_locs)
+    lgt_reg = 5e-2 * (raw_scores**2.0).mean()
+    raw_scores = tclip * torch.tanh(raw_scores / tclip)
+    pos_scores = (mask_pos * raw_scores).sum(dim=1)
+    neg_scores = ((mask_neg * raw_scores) - (tclip * mask_pos)).reshape(n_batch, -1)
+    mask_neg = mask_neg.reshape(n_batch, -1)
+    neg_maxes = torch.max(neg_scores, dim=1, keepdim=True)[0]
+    neg_sumexp = (mask_neg * torch.exp(neg_scores - neg_maxes)).sum(dim=1, keepdim=True)
+    all_logsumexp = torch.log(torch.exp(pos_scores - neg_maxes) + neg_sumexp)
+    nce_scores = (pos_scores - neg_maxes) - all_logsumexp
+    return -nce_scores.mean() + lgt_reg
+
+
+def test_amdim_options_match_the_torch_reference():
+    torch = pytest.importorskip("torch")
+    local, global_, _ = sample(5, scale=3.0)
+    r_trg = torch.tensor(local, dtype=torch.float64).permute(2, 0, 1).reshape(D, -1)
+    reference = amdim_model_scores_torch(torch, torch.tensor(global_, dtype=torch.float64),
+                                         r_trg, 20.0)
+    value = dim_local_global(local, global_, measure="nce", tanh_clip=20.0,
+                             score_penalty=0.05)
+    np.testing.assert_allclose(float(value), float(reference), rtol=1e-5)
+
+
+def bilinear_numpy(anchors, positives, w):
+    logits = anchors.astype(np.float64) @ w.astype(np.float64) @ positives.astype(np.float64).T
+    terms = [np.log(np.sum(np.exp(row))) - row[i] for i, row in enumerate(logits)]
+    return np.mean(terms)
+
+
+def test_bilinear_info_nce_matches_float64_numpy():
+    rng = np.random.default_rng(6)
+    anchors, positives = (rng.normal(size=(5, 3)).astype(np.float32) for _ in range(2))
+    w = rng.normal(size=(3, 3)).astype(np.float32)
+    value, grads = jax.jit(jax.value_and_grad(bilinear_info_nce, argnums=(0, 1, 2)))(
+        anchors, positives, w)
+    np.testing.assert_allclose(float(value), bilinear_numpy(anchors, positives, w), rtol=1e-5)
+    for arg, grad in enumerate(grads):
+        def f(x, arg=arg):
+            args = [anchors, positives, w]
+            args[arg] = x
+            return bilinear_numpy(*args)
+        np.testing.assert_allclose(grad, numeric_grad(f, (anchors, positives, w)[arg]),
+                                   rtol=1e-4, atol=1e-6)
+    # W = identity * s on matched unit pairs: the loss falls as s grows.
+    eye = np.eye(3, dtype=np.float32)
+    assert float(bilinear_info_nce(eye, eye, 10 * eye)) < float(bilinear_info_nce(eye, eye, eye))
+    with pytest.raises(AssertionError):
+        bilinear_info_nce(anchors, positives, np.eye(4, dtype=np.float32))

@@ -193,6 +193,44 @@ def normalize(image, mean, std):
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
+# sRGB (D65) -> CIE XYZ, and the D65 white point: IEC 61966-2-1, the matrix and white of
+# scikit-image's ``color.rgb2lab`` (which CMC's reference uses).
+SRGB_TO_XYZ = ((0.412453, 0.357580, 0.180423),
+               (0.212671, 0.715160, 0.072169),
+               (0.019334, 0.119193, 0.950227))
+D65_WHITE = (0.95047, 1.0, 1.08883)
+COLOR_SPACES = ("rgb", "lab")
+
+
+def rgb_to_lab(image):
+    """sRGB in [0, 1] (..., 3) -> CIE L*a*b* (D65): L in [0, 100], a and b about [-100, 100].
+
+    Gamma-expand (``c / 12.92`` up to 0.04045, else ``((c + 0.055) / 1.055) ** 2.4``), to XYZ
+    by ``SRGB_TO_XYZ``, divide by the white, ``f(t) = t ** (1/3)`` above ``(6/29) ** 3`` else
+    ``t / (3 (6/29) ** 2) + 4/29``; ``L = 116 f(Y) - 16``, ``a = 500 (f(X) - f(Y))``,
+    ``b = 200 (f(Y) - f(Z))`` (CIE 15:2004, as scikit-image computes it).
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    linear = tf.where(image <= 0.04045, image / 12.92,
+                      tf.pow((tf.maximum(image, 0.04045) + 0.055) / 1.055, 2.4))
+    xyz = tf.tensordot(linear, tf.constant(SRGB_TO_XYZ, tf.float32), [[-1], [1]])
+    xyz = xyz / tf.constant(D65_WHITE, tf.float32)
+    delta = 6.0 / 29.0
+    f = tf.where(xyz > delta**3, tf.pow(tf.maximum(xyz, delta**3), 1.0 / 3.0),
+                 xyz / (3.0 * delta**2) + 4.0 / 29.0)
+    fx, fy, fz = tf.unstack(f, axis=-1)
+    return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+
+
+def to_color_space(image, color_space):
+    """``image`` (RGB in [0, 1]) in ``color_space``: ``"rgb"`` (unchanged) or ``"lab"``."""
+    if color_space == "rgb":
+        return image
+    if color_space == "lab":
+        return rgb_to_lab(image)
+    raise ValueError(f"color space must be one of {COLOR_SPACES}, got {color_space!r}")
+
+
 # --- a whole view -------------------------------------------------------------------------
 
 

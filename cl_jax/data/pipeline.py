@@ -32,7 +32,14 @@ import tensorflow as tf
 from absl import logging
 
 from cl_jax import parallel
-from cl_jax.data.augment import ViewAugment, augment_view, center_crop, normalize, split_seed
+from cl_jax.data.augment import (
+    ViewAugment,
+    augment_view,
+    center_crop,
+    normalize,
+    split_seed,
+    to_color_space,
+)
 from cl_jax.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -65,16 +72,18 @@ def example_seed(seed, epoch, index):
 
 
 def make_views(example, seed, views, mean, std, index=-1, colour=True, channels=None,
-               text_augment=None):
+               text_augment=None, color_space="rgb"):
     """``{'views': (v1, v2, ...), 'label', 'index'}`` with each view normalised, float32.
 
     ``example`` has a decoded ``image`` or the ``encoded`` bytes of one with ``channels``
     channels (each view then decodes only its crop of a JPEG). ``index`` is the example's
     index in its split (memory banks key on it; see ``Split.index_size``), -1 if it has none.
     ``colour=False``: views only cropped and flipped, in [0, 1], for the colour ops and
-    normalisation on the accelerator. An example with ``tokens`` (a caption) keeps them, passed
-    through ``text_augment(tokens, seed)`` if given; with ``num_captions`` (several captions,
-    ``tokens`` (C, L)) one of its first ``num_captions`` is drawn from the example's seed.
+    normalisation on the accelerator; else each view is converted to ``color_space``
+    (``augment.to_color_space``) before the normalisation. An example with ``tokens`` (a
+    caption) keeps them, passed through ``text_augment(tokens, seed)`` if given; with
+    ``num_captions`` (several captions, ``tokens`` (C, L)) one of its first ``num_captions`` is
+    drawn from the example's seed.
     A text example (``sentences`` (K, L), ``score``; ``cl_jax.data.text``) has no image: its
     sentences are passed through ``text_augment`` one by one, each with its own seed.
     """
@@ -87,7 +96,7 @@ def make_views(example, seed, views, mean, std, index=-1, colour=True, channels=
     made = tuple(augment_view(image, s, v, colour, channels)
                  for s, v in zip(seeds, views, strict=True))
     if colour:
-        made = tuple(normalize(view, mean, std) for view in made)
+        made = tuple(normalize(to_color_space(view, color_space), mean, std) for view in made)
     out["views"] = made
     if "tokens" in example:  # an image-text example: its caption's token ids
         tokens = example["tokens"]
@@ -153,7 +162,7 @@ def substitute_fn(bad_indices, num_examples):
 
 def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
                   process_index=0, process_count=1, shuffle_buffer=16384, bad_indices=(),
-                  colour=True, fused_crop=False, text_augment=None):
+                  colour=True, fused_crop=False, text_augment=None, color_space="rgb"):
     """Endless tf.data stream of this process's rows of each global batch, from ``start_step``.
 
     ``bad_indices``: unreadable examples of a random-access split; each is replaced by the
@@ -161,7 +170,8 @@ def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
     see ``make_views``. ``fused_crop``: read image files encoded and decode only each view's
     crop of a JPEG (the same pixels; less work for one view per image, not for two or more,
     which share one whole decoding when False). ``text_augment(tokens, seed)``: applied to an
-    image-text example's caption tokens (``cl_jax.data.text_augment``).
+    image-text example's caption tokens (``cl_jax.data.text_augment``). ``color_space``:
+    the views' colour space before normalisation (``"rgb"`` or ``"lab"``).
     """
     local = global_batch // process_count
     views = [v if isinstance(v, ViewAugment) else ViewAugment.from_config(v) for v in views]
@@ -199,26 +209,29 @@ def train_dataset(split, views, *, seed, global_batch, start_step=0, mean, std,
         ds = ds.map(decoded, num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda epoch, index, example: make_views(
         example, example_seed(seed, epoch, index), views, mean, std,
-        example.get("index", -1), colour, split.channels, text_augment),
+        example.get("index", -1), colour, split.channels, text_augment, color_space),
         num_parallel_calls=AUTOTUNE)
     return ds.batch(local, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def eval_dataset(split, *, size, crop_fraction, mean, std, global_batch, process_index=0,
-                 process_count=1, max_examples=-1, start_batch=0, bad_indices=()):
+                 process_count=1, max_examples=-1, start_batch=0, bad_indices=(),
+                 color_space="rgb"):
     """One deterministic pass over a split: ``{'image', 'label', 'mask'}`` batches.
 
     Every process yields the same number of batches; rows past the end are padding with
     ``mask == 0``. Random-access splits are read in index order, process ``p`` taking rows
     ``[p * b, (p + 1) * b)`` of each global batch; streamed splits per process. Rows of
     ``bad_indices`` (unreadable images) are masked out too. ``start_batch`` skips batches.
+    ``color_space``: as ``train_dataset``'s.
     """
     local = global_batch // process_count
     total = split.num_examples if max_examples < 0 else min(max_examples, split.num_examples)
 
     def preprocess(example):
         image = tf.image.convert_image_dtype(example["image"], tf.float32)
-        image = normalize(center_crop(image, size, crop_fraction), mean, std)
+        image = to_color_space(center_crop(image, size, crop_fraction), color_space)
+        image = normalize(image, mean, std)
         return {"image": image, "label": example["label"]}
 
     if split.random_access:

@@ -29,7 +29,7 @@ from cl_jax.losses.metric import (
     triplet_margin,
 )
 from cl_jax.losses.miners import mochi_negatives
-from cl_jax.losses.mutual_information import dim_local_global
+from cl_jax.losses.mutual_information import bilinear_info_nce, dim_local_global
 from cl_jax.losses.non_contrastive import barlow_twins, byol, simsiam, vicreg, vicreg_terms
 from cl_jax.losses.sentence import (
     cosent,
@@ -43,6 +43,7 @@ from cl_jax.losses.sentence import (
 
 __all__ = [
     "barlow_twins",
+    "bilinear_info_nce",
     "byol",
     "clip",
     "clip_ring",

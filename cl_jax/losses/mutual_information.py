@@ -1,6 +1,6 @@
-"""Local-global mutual-information estimators of Deep InfoMax, shared by IS-BERT (local = the
-n-gram features of a sentence's tokens) and DIM / AMDIM (local = the locations of a feature
-map).
+"""Mutual-information estimators: Deep InfoMax's local-global objective, shared by IS-BERT
+(local = the n-gram features of a sentence's tokens) and DIM / AMDIM (local = the locations of a
+feature map), and CURL's bilinear InfoNCE.
 
 Pure ``jax.numpy``: ``jit``, ``grad``; on a batch sharded across devices the negatives are the
 whole global batch.
@@ -14,12 +14,12 @@ import jax.numpy as jnp
 
 from cl_jax.losses._utils import to_float32
 
-MEASURES = ("jsd", "nce")
+MEASURES = ("jsd", "dv", "nce")
 
 
-def dim_local_global(local, global_, mask=None, measure="jsd"):
+def dim_local_global(local, global_, mask=None, measure="jsd", tanh_clip=None, score_penalty=0.0):
     """Deep InfoMax's local-global objective (Hjelm et al. 2019, "Learning deep representations
-    by mutual information estimation and maximization", ICLR: the JSD and infoNCE estimators
+    by mutual information estimation and maximization", ICLR: the JSD, DV and infoNCE estimators
     of section 3.1 between local and global features, section 3.2), as IS-BERT uses it (Zhang
     et al. 2020, "An Unsupervised Sentence Embedding Method by Mutual Information
     Maximization", EMNLP, eq. 2). A loss to minimise (the negated MI estimate).
@@ -44,7 +44,18 @@ def dim_local_global(local, global_, mask=None, measure="jsd"):
     valid); with a mask, yanzhangnlp/IS-BERT ``losses/MutualInformationLoss.py``
     ``local_global_loss_``: the scores of the valid tokens of the whole batch, ``E_pos`` summed
     over the positive pairs and divided by ``N``, ``E_neg`` summed over the negative pairs and
-    divided by ``N (B - 1)`` (a long sentence weighs more than a short one).
+    divided by ``N (B - 1)`` (a long sentence weighs more than a short one). The ``log 2``
+    shifts are kept: the loss is the issue's ``mean softplus(-T_pos) + mean softplus(T_neg)``
+    minus the constant ``2 log 2`` (gradients are the same).
+
+    ``measure="dv"``, the Donsker-Varadhan bound (DIM section 3.1, eq. 2)::
+
+        loss = -(1 / N) sum_{valid (b, m)} T[b, m, b]
+               + log( (1 / (N (B - 1))) sum_{valid (b, m), c != b} exp T[b, m, c] )
+
+    (rdevon/DIM's ``fenchel_dual_loss`` with ``'DV'`` takes the log-mean-exp of each
+    position's negatives separately, then averages; here it is one log-mean-exp over all the
+    negative pairs, the bound as the paper writes it.)
 
     ``measure="nce"``, InfoNCE: each valid local position must pick its own example's global
     out of the candidates that are every valid local position of the other examples, scored
@@ -58,7 +69,15 @@ def dim_local_global(local, global_, mask=None, measure="jsd"):
     example's own M positions among the candidates as constant logits -10 (its stand-in for
     masking them out); here they are left out.
 
-    ``measure`` is a Python string (static under ``jit``). Invalid positions change nothing:
+    AMDIM's stabilisers (Bachman et al. 2019, section 3.3; Philip-Bachman/amdim-public
+    ``costs.py`` ``NCE_MI_MULTI._model_scores``), both applied to the scores ``T`` of every
+    (valid position, global) pair before the estimator: ``score_penalty`` adds
+    ``score_penalty * mean(T ** 2)`` (AMDIM: 0.05, computed before the clipping), and
+    ``tanh_clip=c`` (None or 0: off) replaces ``T`` by ``c * tanh(T / c)`` (AMDIM: 20, its
+    ``train.py`` default).
+    AMDIM's own ``1 / sqrt(n_rkhs)`` scaling of the scores is the caller's.
+
+    ``measure`` and ``tanh_clip`` are static under ``jit``. Invalid positions change nothing:
     their features are never read (NaN or inf there included) and get a zero gradient.
     Everything is computed in float32; returns a float32 scalar.
     """
@@ -72,9 +91,12 @@ def dim_local_global(local, global_, mask=None, measure="jsd"):
     local = jnp.where(valid[..., None], to_float32(local), 0.0)
     scores = jnp.einsum("bmd,cd->bmc", local, to_float32(global_))
     own = jnp.eye(b, dtype=bool)[:, None, :]  # [b, 0, c]: c is b's own global
-    if measure == "jsd":
-        return _jsd(scores, valid, own)
-    return _nce(scores, valid, own)
+    squares = jnp.where(valid[..., None], scores**2, 0.0)
+    penalty = score_penalty * jnp.sum(squares) / (jnp.maximum(jnp.sum(valid), 1) * b)
+    if tanh_clip:
+        scores = tanh_clip * jnp.tanh(scores / tanh_clip)
+    estimator = {"jsd": _jsd, "dv": _dv, "nce": _nce}[measure]
+    return estimator(scores, valid, own) + penalty
 
 
 def _jsd(scores, valid, own):
@@ -88,9 +110,45 @@ def _jsd(scores, valid, own):
     return e_neg / (count * max(b - 1, 1)) - e_pos
 
 
+def _dv(scores, valid, own):
+    b = scores.shape[0]
+    count = jnp.maximum(jnp.sum(valid), 1)
+    pairs = valid[..., None]
+    e_pos = jnp.sum(jnp.where(pairs & own, scores, 0.0)) / count
+    negatives = jnp.where(pairs & ~own, scores, -jnp.inf)
+    e_neg = jax.nn.logsumexp(negatives) - jnp.log(count * max(b - 1, 1))
+    return e_neg - e_pos
+
+
 def _nce(scores, valid, own):
     positive = jnp.sum(jnp.where(own, scores, 0.0), axis=2)  # (B, M): T[b, m, b]
     negative = valid[..., None] & ~own  # [c, n, b]: (c, n) is a candidate of b's positions
     negatives = jax.nn.logsumexp(jnp.where(negative, scores, -jnp.inf), axis=(0, 1))  # (B,)
     per_position = jnp.logaddexp(positive, negatives[:, None]) - positive
     return jnp.sum(jnp.where(valid, per_position, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+
+
+def bilinear_info_nce(anchors, positives, w):
+    """InfoNCE with a learned bilinear critic (van den Oord et al. 2018, "Representation
+    Learning with Contrastive Predictive Coding", eq. 3's ``f(x, c) = exp(z^T W c)``), as CURL
+    uses it (Srinivas, Laskin & Abbeel 2020, "CURL: Contrastive Unsupervised Representations
+    for Reinforcement Learning", ICML, section 4.4).
+
+    ``anchors`` (N, D): the queries; ``positives`` (N, D): the keys, key ``i`` the positive of
+    query ``i`` and the other keys its negatives; ``w`` (D, D). With
+    ``logits[i, j] = anchors_i^T W positives_j``::
+
+        loss = (1 / N) sum_i ( log sum_j exp(logits[i, j]) - logits[i, i] )
+
+    Convention: MishaLaskin/curl ``curl_sac.py`` ``CURL.compute_logits`` (``z_a W z_pos^T``,
+    each row shifted by its max, which changes nothing here) and ``nn.CrossEntropyLoss`` with
+    labels ``arange(N)``, mean over the anchors. No normalisation and no temperature: the
+    scale is in ``W``. CURL passes the keys from its momentum encoder, stop-gradient'd; that
+    is the caller's. Computed in float32; returns a float32 scalar.
+    """
+    chex.assert_rank([anchors, positives, w], 2)
+    chex.assert_equal_shape([anchors, positives])
+    d = anchors.shape[1]
+    chex.assert_shape(w, (d, d))
+    logits = to_float32(anchors) @ to_float32(w) @ to_float32(positives).T
+    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.diagonal(logits))

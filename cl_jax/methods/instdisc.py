@@ -34,13 +34,15 @@ import jax.numpy as jnp
 
 from cl_jax import losses
 from cl_jax.losses._utils import l2_normalize
-from cl_jax.methods._bank import bank_size, checked_index
+from cl_jax.methods._bank import (
+    bank_size,
+    checked_index,
+    momentum_rows,
+    noise_contrastive,
+    random_unit_vectors,
+)
 from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
 from cl_jax.models import MLP
-
-
-def random_unit_vectors(rng, shape):
-    return l2_normalize(jax.random.normal(rng, shape, jnp.float32))
 
 
 class InstDisc(Method):
@@ -72,14 +74,8 @@ class InstDisc(Method):
         if c.num_noise:
             noise = jax.random.randint(rng, (f.shape[0], c.num_noise), 0, c.num_examples)
             noise_logits = jnp.einsum("bd,bkd->bk", f, bank[noise]) / c.temperature
-            log_n = jnp.log(jnp.float32(c.num_examples))
-            everything = jnp.concatenate([positive_logits[:, None], noise_logits], axis=1)
-            estimate = jax.nn.logsumexp(everything) - jnp.log(everything.size) + log_n
-            log_z = jnp.where(extra["has_z"], extra["log_z"], jax.lax.stop_gradient(estimate))
-            loss = losses.nce(positive_logits - log_z, noise_logits - log_z,
-                              -log_n * jnp.ones_like(positive_logits),
-                              -log_n * jnp.ones_like(noise_logits), c.num_noise)
-            aux_extra["log_z"] = log_z
+            loss, aux_extra["log_z"] = noise_contrastive(
+                positive_logits, noise_logits, extra["log_z"], extra["has_z"], c.num_examples)
         else:
             lse = losses.logsumexp_rows(f / c.temperature, bank,
                                         block_size=c.get("block_size") or None)
@@ -92,9 +88,9 @@ class InstDisc(Method):
                              extra=aux_extra)
 
     def update_extra(self, extra, params, aux, step):
-        m, index = self.config.bank_momentum, aux.extra["index"]
-        rows = l2_normalize(m * extra["bank"][index] + (1.0 - m) * aux.extra["features"])
-        new = dict(extra, bank=extra["bank"].at[index].set(rows))
+        bank = momentum_rows(extra["bank"], aux.extra["index"], aux.extra["features"],
+                             self.config.bank_momentum)
+        new = dict(extra, bank=bank)
         if self.config.num_noise:
             new.update(log_z=aux.extra["log_z"], has_z=jnp.ones((), bool))
         return new
