@@ -533,6 +533,24 @@ SOURCES = {
             "STL-10) with a ResNet-18 per view", 0.1,
             "The paper's STL-10 encoders are its own AlexNet-style halves."),
     },
+    "dim": {
+        ("cifar10",): dict(
+            ref="rdevon/DIM README's CIFAR-10 command (``local classifier``, JSD) with "
+                "cortex's defaults (cortex_DIM/models/dim.py, cortex optimizer.py)",
+            values={"encoder": "— basic32x32: 4x4 stride-2 convs 64-128-256, FC 1024, Y 64",
+                    "batch": "64", "epochs": "1000",
+                    "optimizer": optimizer_text("adamw", betas=(0.5, 0.999)),
+                    "learning rate": "0.0001", "schedule": "constant",
+                    "weight decay": wd_text(0.0), "method.alpha": "0", "method.beta": "1",
+                    "method.measure": "jsd", "method.mi_units": "2048",
+                    "method.global_dim": "64", "method.global_hidden_dims": "1024",
+                    "view": "— none: no augmentation"},
+            notes=["The encoder is the ConvNet of 3x3 convolutions here, its 8x8 map of 256 "
+                   "channels the local features (the reference's 8x8 map has 128).",
+                   "A constant learning rate there, the shared cosine decay here.",
+                   "The reference's command has no prior matching; gamma 0.1 is its README's "
+                   "prior example."]),
+    },
     "instdisc": {
         ("cifar10", "cifar100"): dict(
             ref="zhirongw/lemniscate.pytorch cifar.py with the README's CIFAR command "

@@ -60,11 +60,12 @@ def tiny_config(method, preset="digits"):
     c.checkpoint_every_steps = 2
     c.model.encoder = "convnet"
     c.model.widths = (8, 16)
-    for key in ("proj_hidden_dims", "pred_hidden_dims"):
+    for key in ("proj_hidden_dims", "pred_hidden_dims", "global_hidden_dims"):
         if key in c.method:
             c.method[key] = (32,)
-    if "proj_dim" in c.method:
-        c.method.proj_dim = 16
+    for key in ("proj_dim", "global_dim", "mi_units"):
+        if key in c.method:
+            c.method[key] = 16
     c.eval.batch_size = 64
     c.evals.linear.steps = c.evals.fewshot.steps = 20
     c.evals.fewshot.draws = 2

@@ -70,14 +70,16 @@ def test_compare_torch_mirrors_the_cl_jax_step(tmp_path):
 def test_pipeline_benchmark_tiny(tmp_path):
     out = tmp_path / "pipeline.json"
     result = run_script("benchmarks/pipeline.py",
-                        ["--tiny", "--methods=byol", "--step_images_per_s=100", f"--json={out}"])
+                        ["--tiny", "--methods=byol", "--colour=host", "--step_images_per_s=100",
+                         f"--json={out}"])
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["cores"] >= 1
     rows = {(r["case"], r["method"], r["colour"], r["fused_crop"], r["policy"]): r
             for r in report["results"]}
     cases = [("memory", None), ("jpeg", True), ("jpeg", False)]
-    plain = {(c, "byol", o, f, "none") for c, f in cases for o in ("host", "device")}
+    # (The accelerator's colour ops: in test_step_options' loop run, not timed here.)
+    plain = {(c, "byol", "host", f, "none") for c, f in cases}
     randaugment = {(c, "byol", "host", f, "randaugment") for c, f in cases[:2]}
     assert set(rows) == plain | randaugment
     assert {r["image_size"] for r in report["results"] if r["case"] == "memory"} == {32}

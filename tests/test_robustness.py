@@ -9,6 +9,7 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from conftest import REPO, tiny_config, write_image_folder
@@ -165,8 +166,7 @@ def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path):
 
     config = tiny_config("byol")
     config.update(total_steps=total, checkpoint_every_steps=every)
-    config.evals.linear.steps = config.evals.fewshot.steps = 10
-    config.evals.fewshot.draws = 1
+    config.evals = ml_collections.ConfigDict()  # the losses are compared, not evaluations
     train.train_and_evaluate(config, str(tmp_path / "uninterrupted"))
     steps = [m["step"] for m in read_metrics(workdir) if "loss" in m]
     assert steps == list(range(1, total + 1))  # steps logged after the checkpoint: replaced

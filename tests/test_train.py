@@ -9,6 +9,7 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -286,8 +287,7 @@ def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path
     config = tiny_config("byol")
     config.total_steps = total
     config.checkpoint_every_steps = 1000
-    config.evals.linear.steps = config.evals.fewshot.steps = 10
-    config.evals.fewshot.draws = 1
+    config.evals = ml_collections.ConfigDict()  # the losses are compared, not evaluations
     train.train_and_evaluate(config, str(tmp_path / "uninterrupted"))
     reference = {m["step"]: m["loss"] for m in read_metrics(tmp_path / "uninterrupted")
                  if "loss" in m}

@@ -66,7 +66,8 @@ class BottleneckBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """ResNet backbone: images (N, H, W, C) -> pooled features (N, width)."""
+    """ResNet backbone: images (N, H, W, C) -> pooled features (N, width); with
+    ``return_maps=True``, ``(features, [map_1, ..., map_4])``, each stage's output."""
 
     depth: int = 50
     stem: str = "imagenet"
@@ -77,7 +78,7 @@ class ResNet(nn.Module):
     remat: bool = False  # recompute each block's activations in the backward pass
 
     @nn.compact
-    def __call__(self, x, train: bool = True):
+    def __call__(self, x, train: bool = True, return_maps: bool = False):
         if self.depth not in STAGE_SIZES:
             raise ValueError(f"ResNet depth must be one of {sorted(STAGE_SIZES)}, got {self.depth}")
         if self.stem not in ("imagenet", "cifar"):
@@ -96,11 +97,13 @@ class ResNet(nn.Module):
         x = nn.relu(x)
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-        count = 0
+        count, maps = 0, []
         for stage, num_blocks in enumerate(self.stage_sizes or STAGE_SIZES[self.depth]):
             for i in range(num_blocks):
                 strides = 2 if stage > 0 and i == 0 else 1
                 x = block(width * 2**stage, strides, self.zero_init_residual, self.dtype,
                           name=f"{block_name}_{count}")(x, train)
                 count += 1
-        return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+            maps.append(x)
+        features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+        return (features, maps) if return_maps else features
