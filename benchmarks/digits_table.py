@@ -6,7 +6,8 @@ For each method and seed, runs the README command (``python -m cl_jax.main --con
 scored once, at the end (the presets train on 'minitrain'; 'minival' is the split for
 evaluation during a run and for tuning). The random-init baseline is the BYOL default with
 ``--config.total_steps=0`` (the same encoder as every method's default), per seed; a method
-of ``OWN_NETWORK`` (whose network is not that encoder, e.g. CMC's encoder per view) also gets
+of ``OWN_NETWORK`` (whose network is not that encoder: CMC's encoder per view, CPC's patches
+through a LayerNorm encoder) also gets
 a row of its own at 0 steps, "random init (cmc)".
 
 Each run is saved to ``benchmarks/digits_table.json`` as it finishes, with the package
@@ -35,7 +36,7 @@ MARKERS = ("<!-- digits-table -->", "<!-- /digits-table -->")
 KEYS = ("knn_top1", "linear_top1", "fewshot_top1")
 # Methods whose evaluated network differs from the shared encoder: each gets its own
 # random-init row, the baseline its README row must beat.
-OWN_NETWORK = ("cmc",)
+OWN_NETWORK = ("cmc", "cpc")
 
 
 def random_init_of(method):
@@ -97,10 +98,13 @@ def versions():
 
 
 def commit():
-    """The checkout's commit, with "+changes" when the tracked files differ from it."""
+    """The checkout's commit, with "+changes" when the tracked files (but the table's own
+    JSON, which the runs write) differ from it."""
     git = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True)
     head = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "-uno").stdout.strip() else "")
+    changed = git("status", "--porcelain", "-uno", "--", ".",
+                  ":!benchmarks/digits_table.json").stdout.strip()
+    return head + ("+changes" if changed else "")
 
 
 def mean_std(values):

@@ -533,6 +533,20 @@ SOURCES = {
             "STL-10) with a ResNet-18 per view", 0.1,
             "The paper's STL-10 encoders are its own AlexNet-style halves."),
     },
+    "cpc": {
+        ("imagenet",): dict(
+            ref="CPC v1's ImageNet grid (van den Oord et al. 2018, section 3.2) with CPC v2's "
+                "LayerNorm and colour dropping (Hénaff et al. 2020); v2's appendix not checked",
+            values={"encoder": "— ResNet-161 (v2's best; ResNet-50 for its 63.8%)",
+                    "batch": "512 — SimCLR's table C.1 on CPC v2", "epochs": "200 — ibid.",
+                    "optimizer": "— v1: Adam", "learning rate": "— v1: 0.0002",
+                    "method.patch_size": "64", "method.patch_stride": "32",
+                    "method.pred_steps": "5 — v1", "method.patch_shift": "4 — v1: 60 of 64",
+                    "method.patch_drop_colour_prob": "1 — two of three channels per patch"},
+            notes=["CPC v2 also predicts from below, left and right; only top-down here.",
+                   "v2's further augmentations (RandAugment primitives, elastic "
+                   "deformations) are not implemented."]),
+    },
     "dim": {
         ("cifar10",): dict(
             ref="rdevon/DIM README's CIFAR-10 command (``local classifier``, JSD) with "

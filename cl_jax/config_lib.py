@@ -154,6 +154,7 @@ def base_config():
     c.model = ml_collections.ConfigDict(dict(
         encoder="convnet", stem="imagenet", widths=(32, 64, 128), width_multiplier=1,
         zero_init_residual=False,
+        norm="batch",  # ConvNet / ResNet normalisation: "batch" or "layer" (cl_jax.models.norm)
         # ViT only (cl_jax.models.vit): patch size, heads (0: the size's default), position
         # embedding "learn" / "sincos2d", MoCo v3's frozen random patch projection.
         patch_size=16, num_heads=0, posemb="learn", frozen_patch_embedding=False,

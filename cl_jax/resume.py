@@ -4,7 +4,9 @@ A run's config is kept beside its checkpoints (``workdir/checkpoints/run_config.
 with the first checkpoint). A restart compares the new config with it: a change to a field
 that changes the training trajectory is one ``ConfigError`` naming the fields, unless
 ``allow_config_change=True``; fields that only say how long to train, how often to log,
-checkpoint and evaluate, or how to evaluate pass. Then the lines of ``metrics.jsonl`` and the
+checkpoint and evaluate, or how to evaluate pass, and so does a field that the saved config
+lacks (a run from an older version) at its default value (the behaviour that version had).
+Then the lines of ``metrics.jsonl`` and the
 TensorBoard events logged after the restored step are dropped: the resumed run logs them again.
 """
 
@@ -44,12 +46,23 @@ def changed_fields(saved, config):
     return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
+def new_at_default(field, old, new):
+    """Whether ``field`` is absent from the saved config and at the base config's default."""
+    if field in old or field not in new:
+        return False
+    from cl_jax import config_lib
+
+    defaults = flatten(json.loads(config_lib.base_config().to_json()))
+    return field in defaults and defaults[field] == new[field]
+
+
 def check_config_change(saved, config, workdir):
     """Raises ConfigError if ``config`` changes a trajectory field of the run's ``saved``."""
-    unsafe = [f for f in changed_fields(saved, config) if not is_safe(f)]
+    old, new = flatten(saved), flatten(config)
+    unsafe = [f for f in changed_fields(saved, config)
+              if not is_safe(f) and not new_at_default(f, old, new)]
     if not unsafe or config.get("allow_config_change"):
         return
-    old, new = flatten(saved), flatten(config)
     listed = "; ".join(f"{f}: {old.get(f, '(absent)')!r} -> {new.get(f, '(absent)')!r}"
                        for f in unsafe[:8])
     more = f" and {len(unsafe) - 8} more" if len(unsafe) > 8 else ""

@@ -49,7 +49,7 @@ def create_method_and_optimizer(config, num_classes, total_steps, steps_per_epoc
             zero_init_residual=m.zero_init_residual, patch_size=m.patch_size,
             num_heads=m.num_heads, posemb=m.posemb,
             frozen_patch_embedding=m.frozen_patch_embedding, dtype=jnp.dtype(m.dtype),
-            remat=m.remat)
+            remat=m.remat, norm=m.get("norm", "batch"))
     method = methods.create_method(config.method, encoder, num_classes, total_steps,
                                    steps_per_epoch)
     schedule = optim.learning_rate_schedule(config.optim, config.batch_size, total_steps,

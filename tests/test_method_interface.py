@@ -21,6 +21,7 @@ REFERENCE_GROUPING = {
     "clip": "per_view",  # one image view
     "cmc": "per_view",  # one image, split into the views inside the network
     "deepclusterv2": "per_resolution",
+    "cpc": "per_view",  # one view, cut into patches inside the network
     "dim": "per_view",  # one view  # facebookresearch/swav main_deepclusterv2.py
     "dino": "per_resolution",  # facebookresearch/dino MultiCropWrapper
     "imix": "per_resolution",  # kibok90/imix builder.py: torch.cat([im_q, im_k]) (npair)
@@ -76,8 +77,10 @@ def test_every_method_declares_its_reference_grouping():
     assert image_methods == REFERENCE_GROUPING
 
 
-# (One image view, and CMC's / DIM's networks are not base.Network, which the spy looks for.)
-@pytest.mark.parametrize("name", sorted(set(REFERENCE_GROUPING) - {"clip", "cmc", "dim"}))
+# (One image view, and CMC's, CPC's and DIM's networks are not base.Network, which the spy
+# looks for.)
+@pytest.mark.parametrize("name",
+                         sorted(set(REFERENCE_GROUPING) - {"clip", "cmc", "cpc", "dim"}))
 def test_online_network_sees_the_declared_groups(name):
     """Traced (not compiled): the rows of every call of the online network in the loss."""
     config = tiny_config(name)

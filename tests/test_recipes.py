@@ -91,13 +91,14 @@ def test_solo_learn_presets_keep_the_mean_over_the_views(projections):
 
 
 # The linear-evaluation epochs of the protocol behind each ImageNet preset's quoted number
-# (docs/recipes.md, "Linear evaluation"); NNCLR, DCL and InstDisc: SimCLR's 90, unchecked.
+# (docs/recipes.md, "Linear evaluation"); NNCLR, DCL, InstDisc and CPC: SimCLR's 90, unchecked.
 LINEAR_EVAL_EPOCHS = {
     "simclr:imagenet": 90, "dcl:imagenet": 90, "byol:imagenet": 80, "mocov2:imagenet": 100,
     "mocov3:imagenet": 90, "mocov3:imagenet_vit": 90, "simsiam:imagenet": 90,
     "barlow_twins:imagenet": 100, "vicreg:imagenet": 100, "swav:imagenet": 100,
     "deepclusterv2:imagenet": 100, "dino:imagenet": 100, "dino:imagenet_vit": 100,
     "supcon:imagenet": 90, "nnclr:imagenet": 90, "instdisc:imagenet": 90,
+    "cpc:imagenet": 90,
 }
 
 

@@ -36,6 +36,16 @@ def test_changed_fields_and_which_are_safe():
     assert [f for f in changed if not resume.is_safe(f)] == ["batch_size"]
 
 
+def test_fields_added_since_the_run_pass_at_their_defaults(tmp_path):
+    config = json.loads(tiny_config("byol").to_json())
+    saved = json.loads(json.dumps(config))
+    del saved["model"]["norm"], saved["data"]["color_space"]  # a run from before they existed
+    resume.check_config_change(saved, config, str(tmp_path))
+    config["model"]["norm"] = "layer"
+    with pytest.raises(ConfigError, match=r"model.norm: '\(absent\)' -> 'layer'"):
+        resume.check_config_change(saved, config, str(tmp_path))
+
+
 def test_restart_refuses_another_config_and_supersedes_the_logs(tmp_path):
     config = tiny_config("byol")
     config.update(total_steps=4, checkpoint_every_steps=2, log_every_steps=1)

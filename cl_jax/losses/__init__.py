@@ -29,7 +29,7 @@ from cl_jax.losses.metric import (
     triplet_margin,
 )
 from cl_jax.losses.miners import mochi_negatives
-from cl_jax.losses.mutual_information import bilinear_info_nce, dim_local_global
+from cl_jax.losses.mutual_information import bilinear_info_nce, cpc_info_nce, dim_local_global
 from cl_jax.losses.non_contrastive import barlow_twins, byol, simsiam, vicreg, vicreg_terms
 from cl_jax.losses.sentence import (
     cosent,
@@ -50,6 +50,7 @@ __all__ = [
     "contrastive_margin",
     "cosent",
     "cosine_similarity_mse",
+    "cpc_info_nce",
     "dcl",
     "dclw",
     "dim_local_global",

@@ -152,3 +152,40 @@ def bilinear_info_nce(anchors, positives, w):
     chex.assert_shape(w, (d, d))
     logits = to_float32(anchors) @ to_float32(w) @ to_float32(positives).T
     return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.diagonal(logits))
+
+
+def cpc_info_nce(predictions, latents):
+    """CPC's InfoNCE over a grid of latents (van den Oord, Li & Vinyals 2018, eq. 4; for
+    images, section 3.3 and Hénaff et al. 2020, "Data-Efficient Image Recognition with
+    Contrastive Predictive Coding", section 3.1).
+
+    ``latents`` (B, R, C, D): ``z[b, i, j]``, the latent of patch (i, j) of image b;
+    ``predictions`` (K, B, R, C, D): ``predictions[k - 1, b, i, j]`` predicts ``z[b, i + k, j]``
+    (from the context of row i), used where ``i + k < R``. Each prediction is scored by dot
+    product against every latent of the batch (all images, all positions), the one it
+    predicts the positive::
+
+        loss = mean over (k, b, i, j) with i + k < R of
+               log sum_{b', i', j'} exp(p_k[b, i, j] . z[b', i', j'])
+               - p_k[b, i, j] . z[b, i + k, j]
+
+    No normalisation and no temperature (the scale is the prediction's). Computed in
+    float32; returns a float32 scalar.
+    """
+    chex.assert_rank([predictions, latents], [5, 4])
+    k_max, b, r, c, d = predictions.shape
+    chex.assert_shape(latents, (b, r, c, d))
+    if not 1 <= k_max < r:
+        raise ValueError(f"predictions for 1..{k_max} rows ahead need a grid of more than "
+                         f"{k_max} rows, got {r}")
+    candidates = to_float32(latents).reshape(b * r * c, d)
+    index = jnp.arange(b * r * c).reshape(b, r, c)
+    total, count = 0.0, 0
+    for k in range(1, k_max + 1):
+        p = to_float32(predictions[k - 1][:, :r - k]).reshape(-1, d)
+        target = index[:, k:].reshape(-1)
+        logits = p @ candidates.T
+        positive = jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
+        total = total + jnp.sum(jax.nn.logsumexp(logits, axis=1) - positive)
+        count += p.shape[0]
+    return total / count

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cl_jax.models.norm import normalization
+
 
 class ConvNet(nn.Module):
     """Conv3x3-BN-ReLU stages, each but the first halving the resolution; global mean pool.
@@ -16,6 +18,7 @@ class ConvNet(nn.Module):
 
     widths: Sequence[int] = (32, 64, 128)
     dtype: jnp.dtype = jnp.float32
+    norm: str = "batch"  # or "layer" (cl_jax.models.norm)
 
     @nn.compact
     def __call__(self, x, train: bool = True, return_maps: bool = False):
@@ -24,7 +27,7 @@ class ConvNet(nn.Module):
         for stage, width in enumerate(self.widths):
             strides = 1 if stage == 0 else 2
             x = nn.Conv(width, (3, 3), strides, padding=1, use_bias=False, dtype=self.dtype)(x)
-            x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+            x = normalization(self.norm, train, self.dtype)()(x)
             x = nn.relu(x)
             maps.append(x)
         features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)

@@ -2,7 +2,8 @@
 
 The ImageNet stem is a 7x7 stride-2 convolution and a 3x3 stride-2 max-pool; the CIFAR stem
 (as in the SimCLR paper's CIFAR experiments and solo-learn) is a 3x3 stride-1 convolution
-without max-pool. BatchNorm uses momentum 0.9 and epsilon 1e-5 (the SimCLR/BYOL references);
+without max-pool. BatchNorm uses momentum 0.9 and epsilon 1e-5 (the SimCLR/BYOL references;
+``norm="layer"``: LayerNorm instead, ``cl_jax.models.norm``);
 ``zero_init_residual`` sets the last BatchNorm scale of each block to zero (Goyal et al. 2017).
 The output is the globally average-pooled representation (512 or 2048 wide).
 """
@@ -12,6 +13,8 @@ from functools import partial
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from cl_jax.models.norm import normalization
 
 STAGE_SIZES = {
     18: (2, 2, 2, 2),
@@ -26,11 +29,12 @@ class BasicBlock(nn.Module):
     strides: int
     zero_init_residual: bool
     dtype: jnp.dtype
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, x, train):
         conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
-        norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype)
+        norm = normalization(self.norm, train, self.dtype)
         last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
         residual = x
         y = conv(self.filters, (3, 3), self.strides, padding=1)(x)
@@ -48,11 +52,12 @@ class BottleneckBlock(nn.Module):
     strides: int
     zero_init_residual: bool
     dtype: jnp.dtype
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, x, train):
         conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
-        norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype)
+        norm = normalization(self.norm, train, self.dtype)
         last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
         residual = x
         y = nn.relu(norm()(conv(self.filters, (1, 1))(x)))
@@ -76,6 +81,7 @@ class ResNet(nn.Module):
     dtype: jnp.dtype = jnp.float32
     stage_sizes: Sequence[int] | None = None
     remat: bool = False  # recompute each block's activations in the backward pass
+    norm: str = "batch"  # or "layer" (cl_jax.models.norm)
 
     @nn.compact
     def __call__(self, x, train: bool = True, return_maps: bool = False):
@@ -93,7 +99,7 @@ class ResNet(nn.Module):
             x = nn.Conv(width, (7, 7), 2, padding=3, use_bias=False, dtype=self.dtype)(x)
         else:
             x = nn.Conv(width, (3, 3), 1, padding=1, use_bias=False, dtype=self.dtype)(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+        x = normalization(self.norm, train, self.dtype)()(x)
         x = nn.relu(x)
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -102,7 +108,7 @@ class ResNet(nn.Module):
             for i in range(num_blocks):
                 strides = 2 if stage > 0 and i == 0 else 1
                 x = block(width * 2**stage, strides, self.zero_init_residual, self.dtype,
-                          name=f"{block_name}_{count}")(x, train)
+                          self.norm, name=f"{block_name}_{count}")(x, train)
                 count += 1
             maps.append(x)
         features = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
