@@ -1,8 +1,9 @@
 """Deep InfoMax (Hjelm et al. 2019, ICLR, arXiv:1808.06670; reference code rdevon/DIM).
 
-DIM(L) by default: local-global mutual information with the JSD estimator (``method.beta``
-1), prior matching against ``U[0, 1]^64`` (``gamma`` 0.1), no global MI (``alpha`` 0); DIM(G)
-is ``--config.method.alpha=1 --config.method.beta=0 --config.method.gamma=1``. See
+DIM(L) by default: local-global mutual information (``method.beta`` 1; estimator
+``method.measure``: JSD in cifar10, the reference's, NCE in digits), prior matching against
+``U[0, 1]^64`` (``gamma`` 0.1), no global MI (``alpha`` 0); DIM(G) is
+``--config.method.alpha=1 --config.method.beta=0 --config.method.gamma=1``. See
 ``cl_jax/methods/dim.py``.
 
 Presets (``--config=configs/dim.py:<preset>``), each with its source and result:
@@ -10,7 +11,9 @@ Presets (``--config=configs/dim.py:<preset>``), each with its source and result:
 digits (default) — scikit-learn's 8x8 handwritten digits, shipped with the install:
     python -m cl_jax.main --config=configs/dim.py --workdir=runs/dim
   The shared ConvNet (32, 64, 128); the local features are its 4x4 stage-2 map (the
-  reference's second conv map), ``mi_units`` 512 instead of 2048 (a CPU budget), one
+  reference's second conv map), the infoNCE estimator (the reference's default is JSD; on
+  the digits NCE gave the better few-label probe, 0.763 against 0.722 for seed 1, as the
+  paper found NCE best for classification), ``mi_units`` 512 instead of 2048 (a CPU budget), one
   8x8 view with a light random crop; Adam (lr 1e-3, betas 0.5 / 0.999). About 2 minutes
   on a 2-core CPU; numbers in the README.
 
@@ -42,7 +45,7 @@ def get_config(preset=PRESETS[0]):
     c.optim.update(name="adamw", weight_decay=0.0, b1=0.5, b2=0.999, warmup_epochs=0,
                    lr_scaling="none")
     if preset == "digits":
-        c.method.update(mi_units=512, global_hidden_dims=(256,))
+        c.method.update(mi_units=512, global_hidden_dims=(256,), measure="nce")
         c.augment.view1 = config_lib.view(8, crop_scale=(0.6, 1.0), flip_prob=0.0,
                                           jitter_prob=0.0, grayscale_prob=0.0)
         c.batch_size, c.num_epochs = 256, 140
