@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import random_batch, tiny_config
 
-from cl_jax import train
+from cl_jax import losses, train
 from cl_jax.errors import ConfigError
 from cl_jax.methods.dim import MIConvNet
 from cl_jax.models import ConvNet, ResNet
@@ -56,61 +56,58 @@ def jsd_numpy(local, global_):
 
 def setup(**overrides):
     config = tiny_config("dim")
-    config.method.update(overrides)
+    config.method.update(dict(measure="jsd", **overrides))  # the NumPy reference's estimator
     exp = train.create_experiment(config)
     state = jax.device_get(train.initial_state(exp))
     batch = random_batch(exp.config, exp.config.batch_size)
     return exp, state, tuple(jnp.asarray(v) for v in batch["views"][:1])
 
 
-def loss_fn(exp, state, views):
-    def loss(params):
-        return exp.method.loss(params, state.batch_stats, {}, {"views": views},
-                               jax.random.key(3), 0)
-    return loss
-
-
-def test_local_and_global_terms_match_float64_numpy():
-    exp, state, views = setup(alpha=0.5, beta=1.0, gamma=0.0)
-    loss, aux = jax.jit(loss_fn(exp, state, views))(state.params)
-    out = exp.method.network.apply({"params": state.params, "batch_stats": state.batch_stats},
-                                   views[0], train=True, mutable=["batch_stats"])[0]
-    out = {k: np.asarray(v, np.float64) for k, v in out.items()}
-    local = jsd_numpy(out["local"], out["local_global"])
-    global_ = jsd_numpy(out["map_code"][:, None], out["y_code"])
-    assert out["local"].shape[1] == 16  # the 4x4 map of stage 1
-    assert float(aux.metrics["local_mi_loss"]) == pytest.approx(local, rel=1e-5, abs=1e-6)
-    assert float(aux.metrics["global_mi_loss"]) == pytest.approx(global_, rel=1e-5, abs=1e-6)
-    assert float(loss) == pytest.approx(local + 0.5 * global_, rel=1e-5, abs=1e-6)
-    assert "discriminator" not in state.params  # gamma = 0: no prior matching
-
-
-def test_prior_matching_trains_each_side_on_its_own_loss():
-    exp, state, views = setup(gamma=0.1)
-    grads, aux = jax.jit(jax.grad(loss_fn(exp, state, views), has_aux=True))(state.params)
+def test_mi_terms_match_float64_numpy_and_each_side_of_the_prior_game_trains_its_own():
+    exp, state, views = setup(alpha=0.5, beta=1.0, gamma=0.1)
     method = exp.method
+
+    def loss(params):
+        return method.loss(params, state.batch_stats, {}, {"views": views}, jax.random.key(3), 0)
+
+    (total, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(state.params)
 
     def sides(params):
         out = method.network.apply({"params": params, "batch_stats": state.batch_stats},
                                    views[0], train=True, mutable=["batch_stats"])[0]
         return method.prior_matching(params["discriminator"], out["y"], jax.random.key(3)), out
 
-    def local_only(params):
-        (fooled, _), out = sides(params)
-        return losses_local(out) + 0.1 * fooled
+    (fooled, disc), out = sides(state.params)
+    out64 = {k: np.asarray(v, np.float64) for k, v in out.items()}
+    local = jsd_numpy(out64["local"], out64["local_global"])
+    global_ = jsd_numpy(out64["map_code"][:, None], out64["y_code"])
+    assert out64["local"].shape[1] == 16  # the 4x4 map of stage 1
+    assert float(aux.metrics["local_mi_loss"]) == pytest.approx(local, rel=1e-5, abs=1e-6)
+    assert float(aux.metrics["global_mi_loss"]) == pytest.approx(global_, rel=1e-5, abs=1e-6)
+    expected = local + 0.5 * global_ + 0.1 * float(fooled) + float(disc)
+    assert float(total) == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
-    def losses_local(out):
-        from cl_jax import losses
-        return losses.dim_local_global(out["local"], out["local_global"])
-
+    # The discriminator's gradient is its own loss's; the encoder's has no part of it.
     disc_grads = jax.grad(lambda p: sides(p)[0][1])(state.params)["discriminator"]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                  grads["discriminator"], disc_grads)
-    rest = jax.grad(local_only)(state.params)
+
+    def encoder_side(params):
+        (fooled, _), out = sides(params)
+        mi = losses.dim_local_global(out["local"], out["local_global"])
+        mi_global = losses.dim_local_global(out["map_code"][:, None], out["y_code"])
+        return mi + 0.5 * mi_global + 0.1 * fooled
+
+    rest = jax.grad(encoder_side)(state.params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  grads["encoder"], rest["encoder"])
     assert np.abs(np.asarray(grads["encoder"]["Conv_0"]["kernel"])).sum() > 0
     assert {"prior_loss", "discriminator_loss"} <= set(aux.metrics)
+    config = tiny_config("dim")
+    config.method.gamma = 0.0
+    no_prior = train.create_experiment(config)
+    assert "discriminator" not in jax.eval_shape(train.state_init_fn(no_prior),
+                                                 jax.random.key(0)).params
 
 
 def test_the_evaluated_feature_is_the_pooled_encoder_output():

@@ -11,12 +11,16 @@ should normalise with LayerNorm (``model.norm="layer"``, as the paper does, so t
 patches cannot share statistics): latents ``z[b, i, j]``. A masked, PixelCNN-style context
 network (``context_layers`` residual blocks of row-causal 3x3 convolutions of
 ``context_width`` channels) summarises, for each position, the latents of its own row and
-the rows above: ``c[b, i, j]`` never sees a row below ``i``. From ``c[b, i, j]`` a linear
-map per step ``W_k`` predicts the latent ``k`` rows below, ``k = 1 .. pred_steps``, scored
-with InfoNCE against every latent of the batch (:func:`cl_jax.losses.cpc_info_nce`).
+the rows above: ``c[b, i, j]`` never sees a row below ``i`` (whether CPC v2's context also
+leaves out its own row was not checked; predicting rows ``i + k``, ``k >= 1``, is causal
+either way). From ``c[b, i, j]`` a linear map per step ``W_k`` predicts the latent ``k``
+rows below, ``k = 1 .. pred_steps``, scored with InfoNCE against every latent of the batch
+(:func:`cl_jax.losses.cpc_info_nce`). Only this top-down direction is implemented; CPC v2
+also predicts from below, left and right.
 
 The representation the evaluators see is the mean over the grid of the patch latents ``z``
-(the paper's linear classifier reads its spatially pooled encoder features).
+(CPC v1's linear classifier reads the spatially pooled encoder features; v2's was not
+checked).
 """
 
 import flax.linen as nn
