@@ -7,8 +7,7 @@ scored once, at the end (the presets train on 'minitrain'; 'minival' is the spli
 evaluation during a run and for tuning). The random-init baseline is the BYOL default with
 ``--config.total_steps=0`` (the same encoder as every method's default), per seed; a method
 of ``OWN_NETWORK`` (whose network is not that encoder: CMC's encoder per view, CPC's patches
-through a LayerNorm encoder) also gets
-a row of its own at 0 steps, "random init (cmc)".
+through a LayerNorm encoder) also gets a row of its own at 0 steps, "random init (cmc)".
 
 Each run is saved to ``benchmarks/digits_table.json`` as it finishes, with the package
 versions, the commit and the machine (a run is a function of its config, its seed and the
@@ -43,6 +42,15 @@ def random_init_of(method):
     """The config a "random init" row runs at 0 steps: BYOL's (the shared encoder), or the
     method's own for "random init (cmc)"."""
     return method[len("random init ("):-1] if method.startswith("random init (") else "byol"
+
+
+def with_random_inits(methods):
+    """The table's rows for ``methods``: random init first, and each ``OWN_NETWORK`` method
+    preceded by its own random init."""
+    rows = ["random init"]
+    for method in methods:
+        rows += [f"random init ({method})", method] if method in OWN_NETWORK else [method]
+    return rows
 
 
 def available_methods():
@@ -136,9 +144,7 @@ def row(runs):
 
 def grouped(records):
     """The records by method, in the table's order (random init, then the configs')."""
-    order = ["random init"]
-    for method in available_methods():
-        order += [f"random init ({method})", method] if method in OWN_NETWORK else [method]
+    order = with_random_inits(available_methods())
     methods = sorted({r["method"] for r in records},
                      key=lambda m: order.index(m) if m in order else len(order))
     return [sorted((r for r in records if r["method"] == m), key=lambda r: r["seed"])
@@ -205,9 +211,7 @@ def main():
     machine = f"{platform.platform()}, {os.cpu_count()} CPUs"
     records = load(args.json)
     # Seed by seed, so that a table stopped half-way has every method at the first seeds.
-    methods = ["random init"]
-    for method in args.methods.split(","):
-        methods += [f"random init ({method})", method] if method in OWN_NETWORK else [method]
+    methods = with_random_inits(args.methods.split(","))
     runs = [(method, seed) for seed in map(int, args.seeds.split(",")) for method in methods]
     for method, seed in runs:
         done = [r for r in records if (r["method"], r["seed"]) == (method, seed)]
