@@ -617,7 +617,8 @@ SUMMARY = (("knn_top1", "kNN top-1"), ("linear_top1", "linear top-1"),
 
 def summary_line(step, results, scored="Evaluation"):
     if not results:
-        return f"step {step}: no labelled evaluation data; nothing to evaluate."
+        return (f"step {step}: nothing to evaluate (no labelled evaluation data, or every "
+                "evaluator off).")
     named = dict(SUMMARY)
     parts = []
     for key, value in results.items():

@@ -49,6 +49,11 @@ def image_folder(tmp_path):
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
+# Command-line flags that switch off the default evaluators, for runs whose point is not them.
+EVALS_OFF = [f"--config.evals.{name}.type=none"
+             for name in ("knn", "linear", "fewshot", "collapse")]
+
+
 def tiny_config(method, preset="digits"):
     """A real config file's preset, shrunk so a train step compiles and runs in seconds."""
     from cl_jax import config_lib

@@ -4,8 +4,10 @@ import types
 
 import ml_collections
 import numpy as np
+import pytest
 
 from cl_jax import evaluation
+from cl_jax.errors import ConfigError
 
 
 def unit(x):
@@ -146,6 +148,19 @@ def test_evaluators_report_their_keys_on_the_asked_split():
     assert sorted(got) == ["i2t_r1", "i2t_r10", "i2t_r5", "t2i_r1", "t2i_r10", "t2i_r5"]
     np.testing.assert_allclose([got[k] for k in want], list(want.values()))
     assert rt.asked == ["test"]
+
+
+def test_an_evaluator_of_type_none_is_off():
+    images, texts, owner = random_pairs()
+    context = FakeContext(dict(image_embeddings=images, labels=None, text_embeddings=texts,
+                               text_to_image=owner))
+    evals = {"rt": settings("none", block_size=8)}
+    evaluation.check_evals(evals)  # no ConfigError
+    for final in (False, True):
+        assert evaluation.run_evaluators(context, evals, 1, final, 1) == {}
+    assert context.asked == []
+    with pytest.raises(ConfigError, match="evals.rt.type is 'nne'.*or 'none'"):
+        evaluation.check_evals({"rt": settings("nne")})
 
 
 def test_retrieval_with_image_groups_counts_any_image_of_a_name():

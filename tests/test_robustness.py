@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from conftest import REPO, tiny_config, write_image_folder
+from conftest import EVALS_OFF, REPO, tiny_config, write_image_folder
 
 from cl_jax import data, methods, parallel, resume, train
 from cl_jax.checkpoint import Checkpointer
@@ -142,7 +142,8 @@ def cli(workdir, *overrides):
 
 def test_sigkill_then_restart_matches_an_uninterrupted_run(tmp_path):
     total, every = 100, 10
-    args = [*SMALL, f"--config.total_steps={total}", f"--config.checkpoint_every_steps={every}"]
+    args = [*SMALL, *EVALS_OFF, f"--config.total_steps={total}",
+            f"--config.checkpoint_every_steps={every}"]
     workdir = tmp_path / "killed"
     proc = subprocess.Popen(cli(workdir, *args), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)

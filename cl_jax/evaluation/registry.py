@@ -19,7 +19,8 @@ per evaluation round and shared:
   ``context.warnings``, lines an evaluator wants in the log.
 
 An evaluator returns {} when the run has nothing it can score (no labels, no text tower).
-Adding one is a function with ``@evaluator("name")``.
+Adding one is a function with ``@evaluator("name")``. The type ``"none"`` turns an evaluator
+off (``--config.evals.fewshot.type=none``).
 """
 
 import math
@@ -34,6 +35,7 @@ from cl_jax.evaluation.knn import knn_accuracy
 from cl_jax.evaluation.linear import fewshot_accuracy, linear_accuracy
 
 EVALUATORS = {}
+OFF = "none"  # the type of an evaluator that is switched off
 
 
 def evaluator(name):
@@ -152,9 +154,11 @@ def check_evals(evals, splits=("train", "test")):
     run does not load (``splits``: "train", "test" and ``data.extra_eval_splits``)."""
     for name, settings in evals.items():
         kind = settings.get("type", None)
+        if kind == OFF:
+            continue
         if kind not in EVALUATORS:
             raise ConfigError(f"evals.{name}.type is {kind!r}; set --config.evals.{name}.type "
-                              f"to one of {', '.join(sorted(EVALUATORS))}.")
+                              f"to one of {', '.join(sorted(EVALUATORS))} (or {OFF!r}: off).")
         split = settings.get("split", "test")
         if split not in splits:
             raise ConfigError(f"evals.{name}.split is {split!r}, a split this run does not "
@@ -164,6 +168,8 @@ def check_evals(evals, splits=("train", "test")):
 
 def due(settings, step, final, eval_every_steps):
     """Whether an evaluator with these settings runs at ``step`` (``final``: the run's end)."""
+    if settings.get("type", None) == OFF:
+        return False
     if final:
         return True
     every = settings.get("every_steps", 0) or eval_every_steps
