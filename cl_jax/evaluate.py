@@ -4,39 +4,20 @@ Reads ``workdir/config.json``, restores the latest checkpoint, prints kNN, linea
 few-label linear top-1, and writes them to ``workdir/eval.json``.
 """
 
-import json
 import os
 import sys
 
-import ml_collections
 from absl import app, flags, logging
 
-from cl_jax import config_lib, train
+from cl_jax import train
 from cl_jax.checkpoint import Checkpointer
+from cl_jax.encoder import run_config
 from cl_jax.errors import UserError
-
-
-def merge(config, saved):
-    """``saved`` (a run's config.json) over ``config``: fields added since the run keep their
-    defaults; the run's evaluators replace the defaults."""
-    for key, value in saved.items():
-        if key == "evals":
-            config[key] = ml_collections.ConfigDict(value)
-        elif isinstance(value, dict) and isinstance(config.get(key), ml_collections.ConfigDict):
-            merge(config[key], value)
-        else:
-            config[key] = value
-    return config
 
 
 def load_run(workdir):
     """The experiment of the run in ``workdir`` and its latest checkpointed state."""
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.exists(config_path):
-        raise UserError(f"No config.json in {workdir!r}: is it the --workdir of a training run?")
-    with open(config_path) as f:
-        config = merge(config_lib.base_config(), json.load(f))
-    exp = train.create_experiment(config, workdir=workdir)
+    exp = train.create_experiment(run_config(workdir), workdir=workdir)
     checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), 0)
     if checkpointer.latest_step is None:
         checkpointer.close()

@@ -40,6 +40,20 @@ def create_method_and_optimizer(config, num_classes, total_steps, steps_per_epoc
     ``num_classes > 0`` adds the online linear probe (with its own optimiser). ``encoder``:
     one made already (a pretrained text tower), instead of the config's.
     """
+    method = create_method(config, num_classes, total_steps, steps_per_epoch, encoder)
+    schedule = optim.learning_rate_schedule(config.optim, config.batch_size, total_steps,
+                                            steps_per_epoch)
+    peak_lr = optim.scaled_learning_rate(config.optim.base_lr, config.batch_size,
+                                         config.optim.lr_scaling)
+    tx = optim.create_optimizer(config.optim, schedule, peak_lr)
+    if num_classes:
+        tx = optim.with_online_probe(tx, config.probe_lr, total_steps)
+    return method, schedule, tx
+
+
+def create_method(config, num_classes, total_steps, steps_per_epoch, encoder=None):
+    """The method (network and loss) a config describes, with the config's encoder unless
+    ``encoder`` is given."""
     m = config.model
     if encoder is None and m.encoder == "text":
         encoder = models.create_text_encoder(m.text, jnp.dtype(m.dtype), m.remat)
@@ -50,16 +64,8 @@ def create_method_and_optimizer(config, num_classes, total_steps, steps_per_epoc
             num_heads=m.num_heads, posemb=m.posemb,
             frozen_patch_embedding=m.frozen_patch_embedding, dtype=jnp.dtype(m.dtype),
             remat=m.remat, norm=m.get("norm", "batch"))
-    method = methods.create_method(config.method, encoder, num_classes, total_steps,
-                                   steps_per_epoch)
-    schedule = optim.learning_rate_schedule(config.optim, config.batch_size, total_steps,
-                                            steps_per_epoch)
-    peak_lr = optim.scaled_learning_rate(config.optim.base_lr, config.batch_size,
-                                         config.optim.lr_scaling)
-    tx = optim.create_optimizer(config.optim, schedule, peak_lr)
-    if num_classes:
-        tx = optim.with_online_probe(tx, config.probe_lr, total_steps)
-    return method, schedule, tx
+    return methods.create_method(config.method, encoder, num_classes, total_steps,
+                                 steps_per_epoch)
 
 
 def init_train_state(method, tx, rng, sample) -> TrainState:

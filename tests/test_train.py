@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from conftest import EVALS_OFF, REPO, tiny_config, write_image_folder
+from sklearn.datasets import load_digits
 
+import cl_jax
 from cl_jax import evaluate, train
 from cl_jax.checkpoint import Checkpointer
-from cl_jax.errors import ConfigError, DataError
+from cl_jax.data import sources
+from cl_jax.errors import ConfigError, DataError, UserError
 
 EVAL_KEYS = {"knn_top1", "linear_top1", "fewshot_top1"}
 
@@ -151,6 +154,30 @@ def test_two_steps_on_digits(two_step_run):
 def test_reevaluate_a_checkpoint(two_step_run):
     workdir, trained, _ = two_step_run
     assert evaluate.evaluate_workdir(str(workdir)) == trained
+
+
+def test_load_encoder_gives_the_loops_features(two_step_run):
+    workdir, _, calls = two_step_run
+    exp, _, split, (features, _) = next(c for c in reversed(calls)
+                                        if c[2] is c[0].eval_test_split)
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    images = images[sources.digits_masks()["test"]]
+    encode = cl_jax.load_encoder(str(workdir))
+    assert encode.step == 2 and encode.config.method.name == exp.config.method.name
+    got = encode(images)
+    assert got.shape == features.shape == (len(images), features.shape[1])
+    np.testing.assert_allclose(got, features, rtol=1e-5, atol=1e-6)
+    # Floats in [0, 1] are the same images; a batch that is not a multiple of the devices'.
+    np.testing.assert_allclose(encode(images[:5] / 255.0), got[:5], rtol=1e-5, atol=1e-6)
+    with pytest.raises(UserError, match=r"shape \(N, H, W, 1\).*got \(4, 8, 8, 3\)"):
+        encode(np.zeros((4, 8, 8, 3), np.uint8))
+    with pytest.raises(UserError, match=r"shape \(N, H, W, 1\).*got \(8, 8, 1\)"):
+        encode(images[0])
+    with pytest.raises(UserError, match=r"in \[0, 1\].*Divide 0-255 values by 255"):
+        encode(images.astype(np.float32))
+    with pytest.raises(UserError, match="no checkpoint at step 7; it has 2"):
+        cl_jax.load_encoder(str(workdir), step=7)
 
 
 def test_zero_steps_evaluates_the_initial_encoder(tmp_path):

@@ -18,6 +18,7 @@ import math
 
 import tensorflow as tf
 
+from cl_jax.colour import D65_WHITE, SRGB_TO_XYZ
 from cl_jax.views import ViewAugment
 
 
@@ -193,12 +194,6 @@ def normalize(image, mean, std):
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
-# sRGB (D65) -> CIE XYZ, and the D65 white point: IEC 61966-2-1, the matrix and white of
-# scikit-image's ``color.rgb2lab`` (which CMC's reference uses).
-SRGB_TO_XYZ = ((0.412453, 0.357580, 0.180423),
-               (0.212671, 0.715160, 0.072169),
-               (0.019334, 0.119193, 0.950227))
-D65_WHITE = (0.95047, 1.0, 1.08883)
 COLOR_SPACES = ("rgb", "lab")
 
 
