@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from cl_jax import config_lib, data, parallel, train
+from cl_jax import config_lib, data, embed, evaluate, parallel, train
 from cl_jax.data import text as text_data
-from cl_jax.errors import ConfigError
+from cl_jax.errors import ConfigError, UserError
 from cl_jax.state import loss_and_grads
 
 
@@ -59,6 +59,20 @@ def test_simcse_trains_and_evaluates_through_the_loop(simcse_run):
         assert json.load(f)["split"] == "glosses"
     assert "probe" in tiny().evals  # the probe is configured, but no eval.probe_file given:
     assert not [key for key in results if key.startswith("probe")]  # nothing scored
+
+
+def test_embed_writes_a_text_splits_features_labels_and_sentences(simcse_run, tmp_path):
+    workdir, _ = simcse_run
+    embed.run(str(workdir), str(tmp_path / "glosses.npy"))
+    exp, state = evaluate.load_run(str(workdir))
+    split = exp.eval_test_split
+    features = np.load(tmp_path / "glosses.npy")
+    assert features.shape == (split.num_examples, 32) and np.isfinite(features).all()
+    assert (tmp_path / "glosses.texts.txt").read_text().splitlines() == list(split.texts[0])
+    np.testing.assert_array_equal(np.load(tmp_path / "glosses.labels.npy"),
+                                  split.read(np.arange(split.num_examples))["label"])
+    with pytest.raises(UserError, match=r"\(simcse\) encodes sentences; --images"):
+        embed.run(str(workdir), str(tmp_path / "x.npy"), images=str(tmp_path))
 
 
 def text_batch(config):

@@ -12,12 +12,13 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from conftest import EVALS_OFF, REPO, tiny_config, write_image_folder
 from sklearn.datasets import load_digits
 
 import cl_jax
-from cl_jax import evaluate, train
+from cl_jax import embed, evaluate, train
 from cl_jax.checkpoint import Checkpointer
 from cl_jax.data import sources
 from cl_jax.errors import ConfigError, DataError, UserError
@@ -178,6 +179,28 @@ def test_load_encoder_gives_the_loops_features(two_step_run):
         encode(images.astype(np.float32))
     with pytest.raises(UserError, match="no checkpoint at step 7; it has 2"):
         cl_jax.load_encoder(str(workdir), step=7)
+
+
+def test_embed_a_split_and_an_image_folder(two_step_run, tmp_path):
+    workdir, _, calls = two_step_run
+    features, labels = next(c[3] for c in reversed(calls) if c[2] is c[0].eval_test_split)
+    written = embed.run(str(workdir), str(tmp_path / "test.npy"))
+    assert written == [str(tmp_path / "test.npy"), str(tmp_path / "test.labels.npy")]
+    np.testing.assert_allclose(np.load(tmp_path / "test.npy"), features, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.load(tmp_path / "test.labels.npy"), labels)
+
+    paths = write_image_folder(tmp_path / "folder", per_class=3)  # 12 x 14 RGB, resized
+    embed.run(str(workdir), str(tmp_path / "out" / "folder.npy"), images=str(tmp_path / "folder"))
+    rows = (tmp_path / "out" / "folder.paths.txt").read_text().splitlines()
+    assert sorted(rows) == sorted(map(str, paths))
+    assert np.load(tmp_path / "out" / "folder.labels.npy").tolist() == [0, 0, 0, 1, 1, 1]
+    # The same images decoded to the run's one channel, through load_encoder.
+    images = np.stack([tf.io.decode_image(open(p, "rb").read(), channels=1).numpy()
+                       for p in rows])
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "folder.npy"),
+                               cl_jax.load_encoder(str(workdir))(images), rtol=1e-4, atol=1e-5)
+    with pytest.raises(UserError, match="no split 'val' to embed; it has train, test"):
+        embed.run(str(workdir), str(tmp_path / "x.npy"), split="val")
 
 
 def test_zero_steps_evaluates_the_initial_encoder(tmp_path):
