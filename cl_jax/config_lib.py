@@ -205,7 +205,11 @@ def base_config():
         fewshot=dict(type="fewshot", every_steps=0, per_class=3, draws=5, **probe),
         # embedding_std, rankme, uniformity, alignment (cl_jax.evaluation.collapse).
         collapse=dict(type="collapse", every_steps=0, split="test", max_examples=2048,
-                      warn_below=0.2)))
+                      warn_below=0.2),
+        # workdir/plots/ and TensorBoard: a 2-D map, a nearest-neighbour sheet, the
+        # projector's files (cl_jax.evaluation.pictures); at the end of the run.
+        pictures=dict(type="pictures", every_steps=-1, split="test", max_examples=1000,
+                      map="auto", queries=8, neighbours=6, thumbnail_size=32)))
     return c
 
 

@@ -29,7 +29,7 @@ def load_run(workdir):
 
 def evaluate_workdir(workdir):
     exp, state = load_run(workdir)
-    results = train.evaluate(exp, state)
+    results = train.evaluate(exp, state, workdir=workdir)
     train.write_eval(workdir, int(state.step), results)
     print(train.summary_line(int(state.step), results), flush=True)
     return results

@@ -89,8 +89,9 @@ class EvalContext:
     ``val_split``.
     """
 
-    def __init__(self, exp, state, validation=False):
+    def __init__(self, exp, state, validation=False, workdir=None):
         self.exp, self.state, self.method, self.mesh = exp, state, exp.method, exp.mesh
+        self.workdir = workdir
         self.num_classes = exp.num_classes
         self.validation = validation and exp.val_splits is not None
         self.warnings = []
@@ -123,6 +124,30 @@ class EvalContext:
         on_device = self.exp.config.eval.features_on_device
         return self._once(("features", which), lambda: extract_features(
             self.exp, self.state, split, on_device=on_device))
+
+    def thumbnails(self, which, count, size):
+        """The first ``count`` images of an image split, centre-cropped and resized to
+        ``size``, as uint8 (count, size, size, C); None for a stream or a text split."""
+        split = self.split(which)
+        if split is None or split.texts is not None or not split.random_access:
+            return None
+
+        def thumbnail(index):
+            image = tf.image.convert_image_dtype(split.read(index)["image"], tf.float32)
+            return tf.image.convert_image_dtype(data.augment.center_crop(image, size),
+                                                tf.uint8, saturate=True)
+
+        return self._once(("thumbnails", which, count, size), lambda: np.stack(
+            [thumbnail(i).numpy() for i in range(count)]))
+
+    def log_image(self, name, png):
+        """A PNG (bytes) into the run's TensorBoard at this state's step."""
+        if self.workdir is None or jax.process_index() != 0:
+            return
+        writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard"))
+        with writer.as_default(step=int(self.state.step)):
+            tf.summary.image(name, tf.image.decode_png(png)[None])
+        writer.close()
 
     def augmented_pairs(self, which, max_examples):
         """Features (host, (n, D) each) of two views of the first ``n`` (<= max_examples)
@@ -598,12 +623,13 @@ def extract_features(exp: Experiment, state, split, fn="image_features", positio
     return (*found, np.flatnonzero(keep)) if positions else found
 
 
-def evaluate(exp: Experiment, state, step=None, final=True):
+def evaluate(exp: Experiment, state, step=None, final=True, workdir=None):
     """The evaluators of ``config.evals`` due at ``step`` (all of them when ``final``); before
-    the end of the run they score the validation splits where the config has them."""
+    the end of the run they score the validation splits where the config has them. Those
+    that write files (pictures) write them into ``workdir``, if given."""
     c = exp.config
     step = int(state.step) if step is None else step
-    context = EvalContext(exp, state, validation=not final)
+    context = EvalContext(exp, state, validation=not final, workdir=workdir)
     results = evaluation.run_evaluators(context, c.evals, step, final, c.eval_every_steps)
     if jax.process_index() == 0:
         for warning in context.warnings:
@@ -822,7 +848,7 @@ def train_loop(exp: Experiment, workdir, checkpointer):
     log_pending()
     nonfinite.check(step, state.nonfinite_steps, state)
     checkpointer.save(step, state, force=True)
-    results = evaluate(exp, state)
+    results = evaluate(exp, state, workdir=workdir)
     writer.write(step, {f"eval/{k}": v for k, v in results.items()})
     write_eval(workdir, step, results)
     writer.print(summary_line(step, results))

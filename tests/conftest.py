@@ -51,7 +51,7 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 # Command-line flags that switch off the default evaluators, for runs whose point is not them.
 EVALS_OFF = [f"--config.evals.{name}.type=none"
-             for name in ("knn", "linear", "fewshot", "collapse")]
+             for name in ("knn", "linear", "fewshot", "collapse", "pictures")]
 
 
 def tiny_config(method, preset="digits"):
@@ -74,8 +74,9 @@ def tiny_config(method, preset="digits"):
     c.eval.batch_size = 64
     c.evals.linear.steps = c.evals.fewshot.steps = 20
     c.evals.fewshot.draws = 2
-    if "collapse" in c.evals:  # its compilations would add seconds to every run's evaluation;
-        del c.evals["collapse"]  # tests/test_collapse.py runs it through the loop
+    for name in ("collapse", "pictures"):  # seconds added to every run's evaluation; their
+        if name in c.evals:  # own tests run them through the loop
+            del c.evals[name]
     return c
 
 

@@ -15,8 +15,12 @@ per evaluation round and shared:
   split's zero-shot prompts, or None;
 - ``context.augmented_pairs(which, n)``: features of two augmented views (the run's first
   two training views) of the split's first ``n`` images, or None;
-- ``context.num_classes``; ``context.method``, ``context.state`` and ``context.mesh``;
-  ``context.warnings``, lines an evaluator wants in the log.
+- ``context.thumbnails(which, n, size)``: the split's first ``n`` images as uint8
+  (n, size, size, C), or None (a stream, a text split);
+- ``context.split(which)``; ``context.num_classes``; ``context.method``, ``context.state``
+  and ``context.mesh``; ``context.workdir`` (None when the run has none);
+  ``context.log_image(name, png)``, a PNG into TensorBoard; ``context.warnings``, lines an
+  evaluator wants in the log.
 
 An evaluator returns {} when the run has nothing it can score (no labels, no text tower).
 Adding one is a function with ``@evaluator("name")``. The type ``"none"`` turns an evaluator
@@ -24,12 +28,14 @@ off (``--config.evals.fewshot.type=none``).
 """
 
 import math
+import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cl_jax.errors import ConfigError
-from cl_jax.evaluation import collapse, device_features
+from cl_jax.evaluation import collapse, device_features, pictures
 from cl_jax.evaluation.device_features import DeviceFeatures
 from cl_jax.evaluation.knn import knn_accuracy
 from cl_jax.evaluation.linear import fewshot_accuracy, linear_accuracy
@@ -149,6 +155,51 @@ def collapse_monitors(context, settings):
     return results
 
 
+@evaluator("pictures")
+def pictures_of_the_embedding(context, settings):
+    """Pictures of the features of ``split`` (at most ``max_examples`` rows), written by
+    process 0 under ``workdir/plots/`` and into TensorBoard (``cl_jax.evaluation.pictures``):
+    ``embedding_step<N>.png``, a 2-D ``map`` (``auto``: UMAP when installed, else t-SNE)
+    coloured by label; ``neighbours_step<N>.png``, ``queries`` images each with its
+    ``neighbours`` nearest; the projector's files. Returns no numbers."""
+    workdir, which = getattr(context, "workdir", None), settings.get("split", "test")
+    found = context.features(which) if workdir else None
+    if found is None or jax.process_index() != 0:
+        return {}
+    n = settings.max_examples
+    if isinstance(found, DeviceFeatures):
+        rows = np.flatnonzero(found.labels >= 0)[:n]
+        features = np.asarray(jax.device_get(device_features.gather_rows(
+            found.values, jnp.asarray(rows, jnp.int32), mesh=found.mesh)))
+        labels, complete = found.labels[rows], False
+    else:
+        features, labels = np.asarray(found[0][:n]), np.asarray(found[1][:n])
+        complete = len(found[0]) == context.split(which).num_examples  # row i is image i
+    if len(features) < 4:
+        return {}
+    step = int(context.state.step)
+    folder = os.path.join(workdir, "plots")
+    os.makedirs(folder, exist_ok=True)
+    coords, made_by = pictures.embedding_map(features, settings.map, settings.get("seed", 0))
+    split = context.split(which)
+    names = tuple(getattr(split, "class_names", ()) or ())
+    png = pictures.plot_map(os.path.join(folder, f"embedding_step{step}.png"), coords, labels,
+                            f"{made_by} of {len(features)} {split.name} features, step {step}",
+                            names)
+    context.log_image("pictures/embedding", png)
+    cell = settings.get("thumbnail_size", 32)
+    images = context.thumbnails(which, len(features), cell) if complete else None
+    if images is not None:
+        queries = np.linspace(0, len(features) - 1, settings.queries).astype(int)
+        found = pictures.nearest_neighbours(features, queries, settings.neighbours)
+        png = pictures.plot_neighbours(os.path.join(folder, f"neighbours_step{step}.png"),
+                                       images, queries, found, labels)
+        context.log_image("pictures/neighbours", png)
+    pictures.write_projector(os.path.join(workdir, "tensorboard"), features,
+                             labels if (labels >= 0).any() else None, images, cell)
+    return {}
+
+
 def check_evals(evals, splits=("train", "test")):
     """One ConfigError for an evaluator without a known ``type`` or asking for a split the
     run does not load (``splits``: "train", "test" and ``data.extra_eval_splits``)."""
@@ -159,6 +210,13 @@ def check_evals(evals, splits=("train", "test")):
         if kind not in EVALUATORS:
             raise ConfigError(f"evals.{name}.type is {kind!r}; set --config.evals.{name}.type "
                               f"to one of {', '.join(sorted(EVALUATORS))} (or {OFF!r}: off).")
+        if kind == "pictures" and settings.get("map", "auto") not in pictures.MAPS:
+            raise ConfigError(f"evals.{name}.map is {settings.map!r}; use one of "
+                              f"{', '.join(pictures.MAPS)}.")
+        if kind == "pictures" and settings.get("map") == "umap" and \
+                not pictures.umap_available():
+            raise ConfigError(f"evals.{name}.map=umap needs umap-learn (pip install "
+                              "umap-learn), or use map=tsne.")
         split = settings.get("split", "test")
         if split not in splits:
             raise ConfigError(f"evals.{name}.split is {split!r}, a split this run does not "
