@@ -252,6 +252,31 @@ def test_image_folder(tmp_path, monkeypatch):
     assert np.bincount(test_labels).tolist() == [4, 4]
 
 
+def test_transfer_probes_on_another_data_set(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "train", per_class=10)
+    write_image_folder(tmp_path / "test", per_class=4)
+    transfer = {"train_split": f"folder:{tmp_path / 'train'}",
+                "split": f"folder:{tmp_path / 'test'}", "prefix": "transfer_"}
+    config = tiny_config("byol")  # on digits; probed on a folder of RGB images of two classes
+    config.total_steps = 0
+    config.data.extra_eval_splits = (transfer["train_split"], transfer["split"])
+    knn = dict(config.evals.knn.to_dict(), k=5, **transfer)
+    config.evals = ml_collections.ConfigDict(
+        {"knn": knn, "linear": dict(config.evals.linear.to_dict(), **transfer)})
+    calls = recorded_features(monkeypatch)
+    results = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert sorted(results) == ["transfer_knn_top1", "transfer_linear_top1"]
+    scored = {split.name: out for _, _, split, out in calls}
+    train_data, test_data = scored[str(tmp_path / "train")], scored[str(tmp_path / "test")]
+    assert np.bincount(train_data[1]).tolist() == [10, 10]
+    assert train_data[0].shape[1] == 16  # the digits encoder's features, of 1-channel images
+    assert_knn_top1(results["transfer_knn_top1"], train_data, test_data, 2,
+                    ml_collections.ConfigDict(knn))
+    with pytest.raises(ConfigError, match="evals.linear.train_split is 'folder:/nowhere'"):
+        config.evals.linear.train_split = "folder:/nowhere"
+        train.validate(config)
+
+
 def test_flat_unlabelled_folder_trains_without_probe(tmp_path):
     write_image_folder(tmp_path / "flat", per_class=8, flat=True)
     config = tiny_config("simclr", "folder")

@@ -327,17 +327,40 @@ def folder_split(directory, channels=3):
 PURPOSES = ("train", "eval_train", "eval_test")
 
 
+TRANSFER_SOURCES = ("digits", "tfds", "folder")
+
+
+def transfer_split(data_config, name):
+    """A split of another data set than the run's, named in ``data.extra_eval_splits`` as
+    ``digits:<split>``, ``tfds:<name>:<split>`` or ``folder:<directory>`` (for a transfer
+    probe: an evaluator's ``train_split`` / ``split``); read with the run's channels."""
+    source, _, rest = name.partition(":")
+    c = data_config
+    if source == "digits":
+        return digits_split(rest)
+    if source == "folder":
+        return folder_split(rest, c.channels)
+    dataset, _, split = rest.partition(":")
+    if not dataset or not split:
+        raise DataError(f"data.extra_eval_splits has {name!r}; a TFDS split is named "
+                        "tfds:<name>:<split>, e.g. tfds:cifar10:test.")
+    return tfds_split(dataset, split, c.data_dir, c.cache_eval_in_memory, c.channels)
+
+
 def load_split(data_config, purpose, name=None):
     """The split used for ``purpose`` ('train', 'eval_train' or 'eval_test'), or None.
 
     ``eval_train`` provides labelled features for kNN and the probes; ``eval_test`` is the
     held-out split they are scored on. None means the source has no such split. Purpose
-    ``eval_extra`` loads the split ``name`` of the source (``data.extra_eval_splits``).
+    ``eval_extra`` loads the split ``name`` of the source (``data.extra_eval_splits``), or of
+    another data set (``transfer_split``).
     The image-text sources (``cl_jax.data.captions``) have no ``eval_train`` split (no labels);
     'csv' trains on ``csv_path`` and tests on ``eval_csv_path`` (if set), 'webdataset' on
     ``shards`` and ``eval_shards``, 'coco' on the ``*_split`` splits of coco_captions.
     """
     c = data_config
+    if purpose == "eval_extra" and name.partition(":")[0] in TRANSFER_SOURCES:
+        return transfer_split(c, name)
     split_name = name if purpose == "eval_extra" else c.get(f"{purpose}_split")
     if c.source == "digits":
         return digits_split(split_name)

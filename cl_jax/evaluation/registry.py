@@ -54,12 +54,26 @@ def evaluator(name):
     return register
 
 
-def labelled_features(context):
-    """(train features, train labels, test features, test labels), the training examples
-    without a label (-1) left out, or (train, test) ``DeviceFeatures`` (their rows without a
-    label take no part); None when the run has no labelled evaluation data."""
-    train, test = context.features("train"), context.features("test")
-    if train is None or test is None or not context.num_classes:
+def probe_splits(settings):
+    """The splits a kNN / probe evaluator fits on and scores: its ``train_split`` and
+    ``split`` ("train" and "test" unless set: another data set's for a transfer probe)."""
+    return settings.get("train_split", "train"), settings.get("split", "test")
+
+
+def num_classes(context, settings):
+    """The classes of the evaluator's splits: the run's, or a transfer split's own."""
+    if probe_splits(settings) == ("train", "test"):
+        return context.num_classes
+    return max(context.split(name).num_classes for name in probe_splits(settings))
+
+
+def labelled_features(context, settings):
+    """(train features, train labels, test features, test labels) of ``probe_splits``, the
+    training examples without a label (-1) left out, or (train, test) ``DeviceFeatures``
+    (their rows without a label take no part); None when the run has no labelled
+    evaluation data."""
+    train, test = (context.features(name) for name in probe_splits(settings))
+    if train is None or test is None or not num_classes(context, settings):
         return None
     if isinstance(train, DeviceFeatures):
         return (train, test) if train.num_labelled else None
@@ -84,13 +98,13 @@ def probe_options(settings, num_examples):
 def knn(context, settings):
     """Weighted kNN top-1 (Wu et al. 2018): ``knn_top1``; the training features split over
     the devices of ``context.mesh`` (each holds N/d rows) when it has several."""
-    data = labelled_features(context)
+    data, classes = labelled_features(context, settings), num_classes(context, settings)
     if data is None:
         return {}
     if len(data) == 2:
-        return {"knn_top1": device_features.knn_top1(*data, context.num_classes, settings.k,
+        return {"knn_top1": device_features.knn_top1(*data, classes, settings.k,
                                                      settings.temperature)}
-    return {"knn_top1": knn_accuracy(*data, context.num_classes, k=settings.k,
+    return {"knn_top1": knn_accuracy(*data, classes, k=settings.k,
                                      temperature=settings.temperature,
                                      mesh=getattr(context, "mesh", None))}
 
@@ -98,13 +112,13 @@ def knn(context, settings):
 @evaluator("linear")
 def linear(context, settings):
     """Linear probe on every labelled training feature: ``linear_top1``."""
-    data = labelled_features(context)
+    data, classes = labelled_features(context, settings), num_classes(context, settings)
     if data is None:
         return {}
     if len(data) == 2:
         return {"linear_top1": device_features.linear_top1(
-            *data, context.num_classes, **probe_options(settings, data[0].num_labelled))}
-    return {"linear_top1": linear_accuracy(*data, context.num_classes,
+            *data, classes, **probe_options(settings, data[0].num_labelled))}
+    return {"linear_top1": linear_accuracy(*data, classes,
                                            **probe_options(settings, len(data[0])))}
 
 
@@ -112,12 +126,12 @@ def linear(context, settings):
 def fewshot(context, settings):
     """Linear probe on ``per_class`` labels per class, mean and std over ``draws`` draws:
     ``fewshot_top1``, ``fewshot_top1_std``."""
-    data = labelled_features(context)
+    data, classes = labelled_features(context, settings), num_classes(context, settings)
     if data is None:
         return {}
-    subset = settings.per_class * context.num_classes
+    subset = settings.per_class * classes
     fewshot = device_features.fewshot_top1 if len(data) == 2 else fewshot_accuracy
-    mean, std = fewshot(*data, context.num_classes, per_class=settings.per_class,
+    mean, std = fewshot(*data, classes, per_class=settings.per_class,
                         draws=settings.draws, **probe_options(settings, subset))
     return {"fewshot_top1": mean, "fewshot_top1_std": std}
 
@@ -217,11 +231,12 @@ def check_evals(evals, splits=("train", "test")):
                 not pictures.umap_available():
             raise ConfigError(f"evals.{name}.map=umap needs umap-learn (pip install "
                               "umap-learn), or use map=tsne.")
-        split = settings.get("split", "test")
-        if split not in splits:
-            raise ConfigError(f"evals.{name}.split is {split!r}, a split this run does not "
-                              f"load; use one of {', '.join(splits)}, or add it to "
-                              "--config.data.extra_eval_splits.")
+        for field, default in (("split", "test"), ("train_split", "train")):
+            split = settings.get(field, default)
+            if split not in splits:
+                raise ConfigError(f"evals.{name}.{field} is {split!r}, a split this run does "
+                                  f"not load; use one of {', '.join(splits)}, or add it to "
+                                  "--config.data.extra_eval_splits.")
 
 
 def due(settings, step, final, eval_every_steps):
