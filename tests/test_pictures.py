@@ -53,20 +53,27 @@ def not_blank(path):
                                                    axis=0)) > 10
 
 
-def test_pictures_at_the_end_of_a_run(tmp_path):
+@pytest.mark.parametrize("on_device", [False, True])
+def test_pictures_at_the_end_of_a_run(tmp_path, on_device):
     config = tiny_config("byol")
     config.total_steps = 0
+    config.eval.features_on_device = on_device  # the features stay split over the devices
     config.evals = ml_collections.ConfigDict(
         {"pictures": config_lib.base_config().evals.pictures.to_dict()})
     config.evals.pictures.update(queries=3, neighbours=4)
     assert train.train_and_evaluate(config, str(tmp_path)) == {}
     plots = tmp_path / "plots"
-    assert sorted(os.listdir(plots)) == ["embedding_step0.png", "neighbours_step0.png"]
+    # Features gathered from the devices do not say which image each row is: no sheet.
+    assert sorted(os.listdir(plots)) == ["embedding_step0.png"] + (
+        [] if on_device else ["neighbours_step0.png"])
     assert all(not_blank(plots / name) for name in os.listdir(plots))
     board = tmp_path / "tensorboard"
     assert len((board / "embeddings.tsv").read_text().splitlines()) == 359  # digits test
     labels = (board / "metadata.tsv").read_text().split()
     assert len(labels) == 359 and set(labels) == set(map(str, range(10)))
+    if on_device:
+        assert "sprite" not in (board / "projector_config.pbtxt").read_text()
+        return
     assert 'image_path: "sprite.png"' in (board / "projector_config.pbtxt").read_text()
     assert tf.io.decode_png((board / "sprite.png").read_bytes()).shape == (19 * 32, 19 * 32, 3)
     tags = {value.tag for name in os.listdir(board) if "tfevents" in name

@@ -178,18 +178,19 @@ def pictures_of_the_embedding(context, settings):
     ``neighbours`` nearest; the projector's files. Returns no numbers."""
     workdir, which = getattr(context, "workdir", None), settings.get("split", "test")
     found = context.features(which) if workdir else None
-    if found is None or jax.process_index() != 0:
+    if found is None:
         return {}
     n = settings.max_examples
-    if isinstance(found, DeviceFeatures):
+    if isinstance(found, DeviceFeatures):  # gathered by every process: a collective
         rows = np.flatnonzero(found.labels >= 0)[:n]
-        features = np.asarray(jax.device_get(device_features.gather_rows(
-            found.values, jnp.asarray(rows, jnp.int32), mesh=found.mesh)))
+        features = device_features.gather_rows(found.values, jnp.asarray(rows, jnp.int32),
+                                               mesh=found.mesh)
+        features = np.asarray(features.addressable_data(0))  # replicated: any copy
         labels, complete = found.labels[rows], False
     else:
         features, labels = np.asarray(found[0][:n]), np.asarray(found[1][:n])
         complete = len(found[0]) == context.split(which).num_examples  # row i is image i
-    if len(features) < 4:
+    if len(features) < 4 or jax.process_index() != 0:
         return {}
     step = int(context.state.step)
     folder = os.path.join(workdir, "plots")
