@@ -648,8 +648,8 @@ def summary_line(step, results, scored="Evaluation"):
     named = dict(SUMMARY)
     parts = []
     for key, value in results.items():
-        if key.endswith("_std"):
-            continue
+        if key.endswith("_std") and key[:-len("_std")] in results:
+            continue  # shown as "± std" beside its mean
         text = f"{named.get(key, key)} {value:.4f}"
         if f"{key}_std" in results:
             text += f" ± {results[key + '_std']:.4f}"
