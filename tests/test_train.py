@@ -157,6 +157,7 @@ def test_reevaluate_a_checkpoint(two_step_run):
     assert evaluate.evaluate_workdir(str(workdir)) == trained
 
 
+@pytest.mark.parametrize("two_step_run", ["byol"], indirect=True)  # one suffices
 def test_load_encoder_gives_the_loops_features(two_step_run):
     workdir, _, calls = two_step_run
     exp, _, split, (features, _) = next(c for c in reversed(calls)
@@ -181,6 +182,7 @@ def test_load_encoder_gives_the_loops_features(two_step_run):
         cl_jax.load_encoder(str(workdir), step=7)
 
 
+@pytest.mark.parametrize("two_step_run", ["byol"], indirect=True)  # one suffices
 def test_embed_a_split_and_an_image_folder(two_step_run, tmp_path):
     workdir, _, calls = two_step_run
     features, labels = next(c[3] for c in reversed(calls) if c[2] is c[0].eval_test_split)
