@@ -30,15 +30,17 @@ def embeddings(seed, n, d=5):
 # ---- float64 references ----
 
 
-def ref_imix(q, k, perm, lam, t):
-    """One query at a time: log-softmax over the keys, the two targets weighted by lam."""
+def ref_imix(q, k, perm, lam, t, negatives=None):
+    """One query at a time: log-softmax over the keys (then the negatives, never targets),
+    the two targets weighted by lam."""
     q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
+    candidates = k if negatives is None else np.concatenate([k, np.asarray(negatives,
+                                                                           np.float64)])
     lam = np.broadcast_to(np.asarray(lam, np.float64), (len(q),))
     losses = []
     for i in range(len(q)):
-        logits = np.array(
-            [q[i] @ k[j] / np.linalg.norm(q[i]) / np.linalg.norm(k[j]) / t for j in range(len(k))]
-        )
+        logits = np.array([q[i] @ c / np.linalg.norm(q[i]) / np.linalg.norm(c) / t
+                           for c in candidates])
         log_p = logits - np.log(np.sum(np.exp(logits)))
         losses.append(-(lam[i] * log_p[i] + (1 - lam[i]) * log_p[perm[i]]))
     return np.mean(losses)
@@ -71,6 +73,59 @@ def test_imix_value_and_gradients_match_reference(n, t, per_example):
         gq, numeric_grad(lambda x: ref_imix(x, k, perm, lam, t), q), atol=3e-5)
     np.testing.assert_allclose(
         gk, numeric_grad(lambda x: ref_imix(q, x, perm, lam, t), k), atol=3e-5)
+
+
+@pytest.mark.parametrize("block_size", [None, 3])
+def test_imix_with_queue_negatives_matches_reference(block_size):
+    q, k, perm = embeddings(5, 5)
+    queue = np.random.RandomState(1).normal(size=(7, 5)).astype(np.float32)
+    lam = np.random.RandomState(2).uniform(0.5, 1.0, size=5).astype(np.float32)
+    value, grads = jax.value_and_grad(imix_info_nce, argnums=(0, 1))(
+        q, k, perm, lam, 0.3, block_size, queue)
+    np.testing.assert_allclose(value, ref_imix(q, k, perm, lam, 0.3, queue), rtol=1e-5)
+    np.testing.assert_allclose(
+        grads[0], numeric_grad(lambda x: ref_imix(x, k, perm, lam, 0.3, queue), q), atol=3e-5)
+    np.testing.assert_allclose(
+        grads[1], numeric_grad(lambda x: ref_imix(q, x, perm, lam, 0.3, queue), k), atol=3e-5)
+
+
+def test_mocov2_imix_mixes_queries_against_batch_keys_and_queue():
+    """MoCo v2 with ``method.imix``: with alpha -> 0 (lam -> 1) the loss is i-Mix's 'mocon'
+    loss of the clean queries (float64 NumPy), keys of the batch then the queue as the
+    candidates; with alpha = 1 the queries are mixed and the online probe is off."""
+    from conftest import random_batch, tiny_config
+
+    from cl_jax import train
+    from cl_jax.errors import ConfigError
+
+    config = tiny_config("mocov2")
+    config.method.update(imix="mixup", imix_alpha=1e-4, shuffle_bn_groups=1)
+    exp = train.create_experiment(config)
+    state, method = train.initial_state(exp), exp.method
+    batch = jax.tree.map(jnp.asarray, random_batch(config, 16))
+    loss, aux = method.loss(state.params, state.batch_stats, state.extra, batch,
+                            jax.random.key(3), 0)
+    views = batch["views"][:2]
+    outputs, _ = method.forward(state.params, state.batch_stats,
+                                [views[1 - v] for v in method.key_views])
+    expected = []
+    for i, v in enumerate(method.key_views):
+        k, _ = method.key_projections(state.extra["target_params"],
+                                      state.extra["target_batch_stats"], views[v], None)
+        expected.append(ref_imix(outputs[i]["projection"], k, np.arange(16), 1.0,
+                                 config.method.temperature, state.extra["queue"][i]))
+    np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-4)
+    assert aux.probe_logits is None and float(aux.metrics["lam"]) > 0.999
+    method.config.imix_alpha = 1.0
+    mixed, aux = method.loss(state.params, state.batch_stats, state.extra, batch,
+                             jax.random.key(3), 0)
+    assert abs(float(mixed) - float(loss)) > 1e-3 and 0.5 <= float(aux.metrics["lam"]) < 1
+    for changes, match in ((dict(imix="mixip"), "method.imix is 'mixip'"),
+                           (dict(mochi=True), "imix and method.mochi do not combine")):
+        bad = tiny_config("mocov2")
+        bad.method.update({"imix": "cutmix", **changes})
+        with pytest.raises(ConfigError, match=match):
+            train.validate(bad)
 
 
 def test_imix_without_mixing_is_info_nce():

@@ -38,6 +38,8 @@ imagenet — the MoCo v2 paper (section 2, table 2; facebookresearch/moco ``main
   (``method.mochi_num_hard``, ``mochi_num_mix``, ``mochi_num_mix_query``), beta in (0, 0.5),
   no mixing in the first 10 epochs; the paper compares several (N, s, s') on ImageNet-100
   and ImageNet-1k against MoCo v2 trained the same way.
+  i-Mix: ``--config.method.imix=mixup`` (or ``cutmix``; ``imix_alpha`` 1.0, the paper's):
+  mixed queries against the batch's keys and the queue (kibok90/imix ``method='mocon'``).
 
 stl10, folder — solo-learn's ImageNet-100 ``mocov2plus`` recipe (scripts/pretrain/
   imagenet-100/mocov2plus.yaml) at 96 px (STL-10's 100k unlabelled images, queue 16384) or
@@ -68,7 +70,8 @@ def get_config(preset=PRESETS[0]):
         name="mocov2", proj_hidden_dims=(2048,), proj_dim=128, temperature=0.2,
         queue_size=65536, tau_base=0.999, tau_final=0.999, symmetric=False,
         shuffle_bn_groups=8, mochi=False, mochi_num_hard=1024, mochi_num_mix=1024,
-        mochi_num_mix_query=128, mochi_beta_max=0.5, mochi_warmup_epochs=10.0))
+        mochi_num_mix_query=128, mochi_beta_max=0.5, mochi_warmup_epochs=10.0,
+        imix="none", imix_alpha=1.0))
     config_lib.set_data_preset(c, preset)
     if preset == "digits":
         c.method.update(proj_hidden_dims=(512,), queue_size=512, tau_base=0.99,

@@ -14,7 +14,7 @@ from cl_jax.losses._utils import check_pair, l2_normalize
 from cl_jax.losses.blockwise import logsumexp_rows
 
 
-def imix_info_nce(query, key, perm, lam, temperature=0.2, block_size=None):
+def imix_info_nce(query, key, perm, lam, temperature=0.2, block_size=None, negatives=None):
     """i-Mix applied to the N-pair (SimCLR-style) contrastive loss (Lee et al. 2021).
 
     ``query`` (N, D): embeddings of the mixed inputs ``lam * x_i + (1 - lam) * x_perm(i)``;
@@ -34,6 +34,11 @@ def imix_info_nce(query, key, perm, lam, temperature=0.2, block_size=None):
     directions, ``imix_info_nce(q1, k2, ...) + imix_info_nce(q2, k1, ...)``. Nothing here stops
     a gradient: in the N-pair setting queries and keys are both trained, as there.
 
+    ``negatives`` (M, D): more candidates in every query's softmax, never targets: MoCo's
+    queue. i-Mix on MoCo is kibok90/imix ``method='mocon'`` (its "revised" MoCo, the one
+    i-Mix mixes): logits ``q [k; queue]^T / T`` over the N batch keys then the M queued ones,
+    targets ``i`` and ``perm(i)`` among the batch keys. Normalised as the keys.
+
     ``block_size``: as in ``info_nce``, streams the softmax normaliser over blocks of keys
     (``N x block_size`` temporaries instead of ``N x N``); static under ``jit``.
     """
@@ -46,4 +51,7 @@ def imix_info_nce(query, key, perm, lam, temperature=0.2, block_size=None):
     own = jnp.sum(q * k, axis=1)
     mixed_in = jnp.sum(q * k[perm], axis=1)
     lse = logsumexp_rows(q, k, block_size=block_size)
+    if negatives is not None:
+        lse = jnp.logaddexp(lse, logsumexp_rows(q, l2_normalize(negatives),
+                                                block_size=block_size))
     return jnp.mean(lse - lam * own - (1.0 - lam) * mixed_in)

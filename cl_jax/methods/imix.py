@@ -28,11 +28,17 @@ from cl_jax.models import MLP
 MIXES = ("mixup", "cutmix")
 
 
+def mix_inputs(kind, alpha, key, images):
+    """(mixed images, perm, lam) as kibok90/imix mixes its queries: ``kind`` "mixup" (one
+    ``lam`` per example) or "cutmix" (one per batch), ``max(lam, 1 - lam)`` of each draw."""
+    if kind == "mixup":
+        return mixing.mixup(key, images, alpha, per_example=True, lam_at_least_half=True)
+    return mixing.cutmix(key, images, alpha, lam_at_least_half=True)
+
+
 def mix(config, key, images):
     """(mixed images, perm, lam) of ``config.mix`` with ``config.alpha``."""
-    if config.mix == "mixup":
-        return mixing.mixup(key, images, config.alpha, per_example=True, lam_at_least_half=True)
-    return mixing.cutmix(key, images, config.alpha, lam_at_least_half=True)
+    return mix_inputs(config.mix, config.alpha, key, images)
 
 
 class IMix(Method):

@@ -46,6 +46,16 @@ MoCHi. For each query, its ``N`` hardest queue negatives (highest ``q.n``) are m
 logits only (``info_nce(..., query_negatives=...)``), are never enqueued and carry no
 gradient. Defaults ``(N, s, s') = (1024, 1024, 128)``; no mixing during the first
 ``mochi_warmup_epochs`` (10), while the queue still holds keys of the random network.
+
+i-Mix (Lee et al. 2021, arXiv:2010.08887), ``method.imix="mixup"`` or ``"cutmix"`` with
+``imix_alpha`` (the paper's 1.0): each query image is mixed with another of the batch (as
+``cl_jax.methods.imix``: ``max(lam, 1 - lam)``, mixup per example, CutMix per batch) and
+scored by ``losses.imix_info_nce`` against the batch's clean keys followed by the queue:
+kibok90/imix ``method='mocon'``, the MoCo form i-Mix mixes, whose logits are ``q [k; queue]^T
+/ T`` with the own key and the mixed-in example's key as the targets (plain MoCo's ``[q.k,
+q.queue]`` logits have no column for the other example's key). The keys are enqueued as
+without mixing. The online probe is off (its features would be of mixed images); MoCHi and
+i-Mix do not combine.
 """
 
 import jax
@@ -57,6 +67,7 @@ from cl_jax.losses._utils import l2_normalize
 from cl_jax.methods._queue import check_queue_size, enqueue, random_unit_rows
 from cl_jax.methods._target import init_target, momentum_schedule, update_target
 from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
+from cl_jax.methods.imix import MIXES, mix_inputs
 from cl_jax.models import MLP
 
 TARGET_MODULES = ("encoder", "projector")
@@ -68,6 +79,12 @@ class MoCoV2(Method):
     @classmethod
     def validate(cls, config):
         check_queue_size(config.method.queue_size, config.batch_size)
+        kind = config.method.get("imix", "none")
+        if kind not in ("none",) + MIXES:
+            raise ConfigError(f"method.imix is {kind!r}; set --config.method.imix to none, "
+                              f"{' or '.join(MIXES)}.")
+        if kind != "none" and config.method.mochi:
+            raise ConfigError("method.imix and method.mochi do not combine; switch one off.")
         groups = config.method.shuffle_bn_groups
         if groups < 1 or config.batch_size % groups:
             raise ConfigError(
@@ -127,16 +144,26 @@ class MoCoV2(Method):
         views = batch["views"]
         c = self.config
         views = views[:2]
-        outputs, batch_stats = self.forward(params, batch_stats,
-                                            [views[1 - v] for v in self.key_views])
-        shuffle_rng, mochi_rng = jax.random.split(rng)
+        shuffle_rng, mochi_rng, mix_rng = jax.random.split(rng, 3)
+        imix = c.get("imix", "none") != "none"
+        queries = [views[1 - v] for v in self.key_views]
+        if imix:
+            mixes = [mix_inputs(c.imix, c.imix_alpha, jax.random.fold_in(mix_rng, i), x)
+                     for i, x in enumerate(queries)]
+            queries = [mixed for mixed, _, _ in mixes]
+        outputs, batch_stats = self.forward(params, batch_stats, queries)
         target_stats, keys, terms = extra["target_batch_stats"], [], []
         for i, v in enumerate(self.key_views):
             k, target_stats = self.key_projections(extra["target_params"], target_stats,
                                                    views[v], jax.random.fold_in(shuffle_rng, i))
             keys.append(k)
             q, queue = outputs[i]["projection"], jax.lax.stop_gradient(extra["queue"][i])
-            loss = losses.info_nce(q, k, negatives=queue, temperature=c.temperature)
+            if imix:
+                _, perm, lam = mixes[i]
+                loss = losses.imix_info_nce(q, k, perm, lam, temperature=c.temperature,
+                                            negatives=queue)
+            else:
+                loss = losses.info_nce(q, k, negatives=queue, temperature=c.temperature)
             if c.mochi:
                 synthetic = losses.mochi_negatives(
                     q, queue, jax.random.fold_in(mochi_rng, i), num_hard=c.mochi_num_hard,
@@ -147,10 +174,11 @@ class MoCoV2(Method):
                 loss = jnp.where(self.mochi_active(step), mixed, loss)
             terms.append(loss)
         tau = momentum_schedule(step, self.total_steps, c.tau_base, c.tau_final)
-        num = len(outputs)
+        num = 0 if imix else len(outputs)
+        metrics = {"tau": tau, **({"lam": mixes[0][2].mean()} if imix else {})}
         return sum(terms) / len(terms), LossAux(
-            metrics={"tau": tau}, batch_stats=batch_stats,
-            probe_logits=probe_logits_of(outputs, num), probe_views=num,
+            metrics=metrics, batch_stats=batch_stats,
+            probe_logits=probe_logits_of(outputs, num) if num else None, probe_views=num,
             extra={"target_batch_stats": target_stats, "keys": jnp.stack(keys)})
 
     def update_extra(self, extra, params, aux, step):
