@@ -203,6 +203,12 @@ def base_config():
         knn=dict(type="knn", every_steps=0, k=200, temperature=0.07),
         linear=dict(type="linear", every_steps=0, **probe),
         fewshot=dict(type="fewshot", every_steps=0, per_class=3, draws=5, **probe),
+        # SimCLR's semi-supervised protocol (cl_jax.evaluation.finetune): encoder and linear
+        # head fine-tuned on each class-balanced fraction of the labels for its epochs.
+        # The digits' 1% and 10% are 10 and 144 images: batches of 32 at a fixed lr 0.1 (one
+        # step an epoch at SimCLR's batch would hardly move the head); presets: SimCLR's.
+        finetune=dict(type="finetune", every_steps=-1,
+                      **dict(FINETUNE, batch_size=32, lr=0.1, lr_scaling="none")),
         # embedding_std, rankme, uniformity, alignment (cl_jax.evaluation.collapse).
         collapse=dict(type="collapse", every_steps=0, split="test", max_examples=2048,
                       warn_below=0.2),
@@ -211,6 +217,14 @@ def base_config():
         pictures=dict(type="pictures", every_steps=-1, split="test", max_examples=1000,
                       map="auto", queries=8, neighbours=6, thumbnail_size=32)))
     return c
+
+
+# SimCLR's fine-tuning (Chen et al. 2020, appendix B.5): Nesterov momentum 0.9, lr 0.05 x
+# batch / 256 (0.8 at 4096), cosine decay without warmup, no weight decay, 60 epochs on 1% of
+# the labels and 30 on 10%, Inception crops and flips only.
+FINETUNE = dict(fractions=(0.01, 0.1), epochs=(60.0, 30.0), batch_size=4096, lr=0.05,
+                lr_scaling="linear", momentum=0.9, nesterov=True, weight_decay=0.0,
+                crop_scale=(0.08, 1.0), mix="none", mix_alpha=1.0, seed=0)
 
 
 # For sources without the digits' minival: evaluation during the run scores the test split.
@@ -223,6 +237,8 @@ def set_data_preset(c, preset):
     if preset == "digits":
         return c
     d.update(train_split="train", **NO_VALIDATION_SPLIT)
+    if "finetune" in c.evals:
+        c.evals.finetune.update(FINETUNE)
     if preset in ("cifar10", "cifar100"):
         mean, std = (CIFAR10_MEAN, CIFAR10_STD) if preset == "cifar10" else (CIFAR100_MEAN,
                                                                               CIFAR100_STD)

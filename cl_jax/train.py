@@ -122,8 +122,58 @@ class EvalContext:
                 embed_texts(self.exp, self.state, split.texts[0], "text_features"),
                 np.asarray(split.read(np.arange(split.num_examples))["label"])))
         on_device = self.exp.config.eval.features_on_device
-        return self._once(("features", which), lambda: extract_features(
-            self.exp, self.state, split, on_device=on_device))
+
+        def compute():
+            found = extract_features(self.exp, self.state, split, on_device=on_device,
+                                     positions=not on_device)
+            if on_device:
+                return found
+            self._cache[("positions", which)] = found[2]
+            return found[:2]
+
+        return self._once(("features", which), compute)
+
+    def labelled_examples(self, which):
+        """(indices, labels) of the readable labelled images of a random-access image split,
+        in index order (within ``eval.max_train_examples`` for the training split), or
+        None."""
+        split = self.split(which)
+        if split is None or split.texts is not None or not split.random_access:
+            return None
+        found = self.features(which)
+        if isinstance(found, device_features.DeviceFeatures):  # row r is example r
+            labels = np.asarray(found.labels)
+            indices = np.arange(len(labels))
+        else:
+            labels, indices = np.asarray(found[1]), self._cache[("positions", which)]
+        keep = labels >= 0
+        return indices[keep], labels[keep]
+
+    def training_batches(self, which, indices, global_batch, seed, crop_scale=(0.08, 1.0)):
+        """Endless global (images, labels) batches of the examples ``indices`` of a
+        random-access split, shuffled each epoch, each image a random crop (area
+        ``crop_scale``, resized to ``eval.image_size``) flipped at random, normalised as
+        the evaluation's: what SimCLR fine-tunes on."""
+        c = self.exp.config
+        view = data.ViewAugment(size=c.eval.image_size, crop_scale=tuple(crop_scale),
+                                flip_prob=0.5, jitter_prob=0.0, grayscale_prob=0.0)
+        subset = data.subset_split(self.split(which), indices)
+        stream = data.train_dataset(subset, [view], seed=seed, global_batch=global_batch,
+                                    mean=c.data.mean, std=c.data.std,
+                                    color_space=c.data.color_space,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+        host = ({"image": b["views"][0], "label": b["label"]}
+                for b in stream.as_numpy_iterator())
+        for batch in pipeline.prefetch_to_device(host, self.exp.mesh):
+            yield batch["image"], batch["label"]
+
+    def predictions(self, which, predict, variables):
+        """(predict(variables.params, variables.batch_stats, images), labels) over a split,
+        images as the frozen features see them; on host."""
+        fn = jax.jit(predict, out_shardings=parallel.batch_sharding(self.exp.mesh),
+                     compiler_options=compile_options.for_run(self.exp.config))
+        return extract_features(self.exp, variables, self.split(which), fn=fn)
 
     def thumbnails(self, which, count, size):
         """The first ``count`` images of an image split, centre-cropped and resized to
@@ -588,7 +638,8 @@ def embed_texts(exp, state, texts, fn="embed_texts"):
 
 def extract_features(exp: Experiment, state, split, fn="image_features", positions=False,
                      on_device=False):
-    """``method.<fn>`` (the encoder's features) of a whole split, no augmentation:
+    """``method.<fn>`` (the encoder's features; or ``fn(params, batch_stats, images)``, jitted)
+    of a whole split, no augmentation:
     (features, labels), on host; with ``positions``, also each row's place in the split (a
     random-access split's index; unreadable images are left out). With ``on_device``, a
     ``DeviceFeatures``: the features stay on the devices, split by rows."""
@@ -601,7 +652,7 @@ def extract_features(exp: Experiment, state, split, fn="image_features", positio
         global_batch=c.eval.batch_size, process_index=jax.process_index(),
         process_count=jax.process_count(), max_examples=max_examples,
         color_space=c.data.color_space)
-    embed = embedder(exp, fn)
+    embed = embedder(exp, fn) if isinstance(fn, str) else fn
     if on_device:
         count = split.num_examples if max_examples < 0 else min(max_examples,
                                                                  split.num_examples)

@@ -51,7 +51,7 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 # Command-line flags that switch off the default evaluators, for runs whose point is not them.
 EVALS_OFF = [f"--config.evals.{name}.type=none"
-             for name in ("knn", "linear", "fewshot", "collapse", "pictures")]
+             for name in ("knn", "linear", "fewshot", "collapse", "pictures", "finetune")]
 
 
 def tiny_config(method, preset="digits"):
@@ -74,8 +74,8 @@ def tiny_config(method, preset="digits"):
     c.eval.batch_size = 64
     c.evals.linear.steps = c.evals.fewshot.steps = 20
     c.evals.fewshot.draws = 2
-    for name in ("collapse", "pictures"):  # seconds added to every run's evaluation; their
-        if name in c.evals:  # own tests run them through the loop
+    for name in ("collapse", "pictures", "finetune"):  # seconds added to every run's
+        if name in c.evals:  # evaluation; their own tests run them through the loop
             del c.evals[name]
     return c
 

@@ -26,8 +26,9 @@ def tiny(name="clip", **method):
     c.method.text.update(vocab_size=300, width=32, depth=1, num_heads=2, max_len=16)
     c.update(batch_size=16, total_steps=2, log_every_steps=1, checkpoint_every_steps=2)
     c.evals.linear.steps = 10
-    if "pictures" in c.evals:  # tests/test_pictures.py runs it
-        del c.evals["pictures"]
+    for name in ("pictures", "finetune"):  # tests/test_pictures.py, test_finetune.py run them
+        if name in c.evals:
+            del c.evals[name]
     return c
 
 

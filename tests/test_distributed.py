@@ -23,7 +23,7 @@ TINY = ["--config.batch_size=16", "--config.model.widths=(8, 16)",
         "--config.method.proj_dim=16", "--config.total_steps=3", "--config.log_every_steps=1",
         "--config.eval.batch_size=64", "--config.evals.linear.steps=10",
         "--config.evals.fewshot.type=none", "--config.evals.collapse.type=none",
-        "--config.evals.pictures.type=none"]
+        "--config.evals.pictures.type=none", "--config.evals.finetune.type=none"]
 
 
 def read_metrics(workdir):

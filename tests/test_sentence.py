@@ -27,8 +27,9 @@ def tiny(name="simcse", preset="", evals=True, **method):
     c.eval.batch_size = 64
     c.evals.linear.steps = 10
     c.evals.sts.flow = False  # the flow has its own tests; one fit costs seconds
-    if "pictures" in c.evals:  # tests/test_pictures.py runs it
-        del c.evals["pictures"]
+    for name in ("pictures", "finetune"):  # tests/test_pictures.py, test_finetune.py run them
+        if name in c.evals:
+            del c.evals[name]
     if not evals:
         c.data.update(eval_train_split="", eval_test_split="", extra_eval_splits=())
         c.evals = {}

@@ -78,6 +78,19 @@ def in_memory_split(name, images, labels, num_classes):
                  channels=int(images.shape[-1]))
 
 
+def subset_split(split, indices):
+    """The examples ``indices`` of a random-access split as a split of their own: its example
+    ``i`` is ``split``'s example ``indices[i]``."""
+    if not split.random_access:
+        raise ValueError(f"{split.name} is streamed; only a random-access split has subsets")
+    table = tf.constant(np.asarray(indices, np.int64))
+    read, describe = split.read, split.describe
+    return dataclasses.replace(
+        split, name=f"{split.name} (a subset)", num_examples=len(indices),
+        index_size=len(indices), read=lambda i: read(tf.gather(table, i)), read_encoded=None,
+        describe=lambda i: describe(int(indices[i])))
+
+
 def with_tokens(split, tokens, counts=None):
     """``split`` whose examples also carry ``tokens``, row ``index`` of the int32 table: (N, L),
     one caption per example, or (N, C, L) with ``counts`` (N,) captions per example (the

@@ -17,6 +17,10 @@ per evaluation round and shared:
   two training views) of the split's first ``n`` images, or None;
 - ``context.thumbnails(which, n, size)``: the split's first ``n`` images as uint8
   (n, size, size, C), or None (a stream, a text split);
+- ``context.labelled_examples(which)``: (indices, labels) of a random-access image split's
+  labelled images; ``context.training_batches(which, indices, batch, seed)``: endless
+  cropped-and-flipped global (images, labels) batches of them; ``context.predictions(which,
+  predict, variables)``: ``predict(params, batch_stats, images)`` over a split (fine-tuning);
 - ``context.split(which)``; ``context.num_classes``; ``context.method``, ``context.state``
   and ``context.mesh``; ``context.workdir`` (None when the run has none);
   ``context.log_image(name, png)``, a PNG into TensorBoard; ``context.warnings``, lines an
@@ -36,6 +40,7 @@ import numpy as np
 
 from cl_jax.errors import ConfigError
 from cl_jax.evaluation import collapse, device_features, pictures
+from cl_jax.evaluation import finetune as finetuning
 from cl_jax.evaluation.device_features import DeviceFeatures
 from cl_jax.evaluation.knn import knn_accuracy
 from cl_jax.evaluation.linear import fewshot_accuracy, linear_accuracy
@@ -136,6 +141,46 @@ def fewshot(context, settings):
     return {"fewshot_top1": mean, "fewshot_top1_std": std}
 
 
+def fraction_name(fraction):
+    """``0.01`` -> ``"1pct"``: the suffix of a fine-tuning result."""
+    return f"{fraction * 100:g}pct"
+
+
+@evaluator("finetune")
+def finetune(context, settings):
+    """SimCLR's semi-supervised protocol (``cl_jax.evaluation.finetune``): the encoder and a
+    zero-initialised linear head fine-tuned on a class-balanced draw of each of ``fractions``
+    of the labelled training images for its ``epochs``, scored on the test split:
+    ``finetune_top1_1pct``, ``finetune_top1_10pct``, ... Random-access image splits only."""
+    train_name, test_name = probe_splits(settings)
+    classes = num_classes(context, settings)
+    found = context.labelled_examples(train_name) if classes else None
+    if found is None or not len(found[0]):
+        return {}
+    indices, labels = found
+    multiple = math.lcm(context.mesh.size, jax.process_count())
+    variables = {"params": context.state.params, "batch_stats": context.state.batch_stats}
+    results, seed = {}, settings.get("seed", 0)
+    for i, (fraction, epochs) in enumerate(zip(settings.fractions, settings.epochs,
+                                               strict=True)):
+        rows = finetuning.balanced_subset(labels, fraction, seed + i)
+        batch = finetuning.global_batch_size(settings.batch_size, len(rows), multiple)
+        batches = context.training_batches(train_name, indices[rows], batch, seed + i,
+                                           settings.crop_scale)
+        model, _ = finetuning.finetune(
+            context.method, variables, batches, classes,
+            steps=max(1, math.ceil(epochs * len(rows) / batch)),
+            lr=finetuning.learning_rate(settings, batch), momentum=settings.momentum,
+            nesterov=settings.nesterov, weight_decay=settings.weight_decay, mix=settings.mix,
+            mix_alpha=settings.mix_alpha, seed=seed + i)
+        predicted, truth = context.predictions(test_name, finetuning.predictor(context.method),
+                                               model)
+        scored = truth >= 0
+        results[f"finetune_top1_{fraction_name(fraction)}"] = float(
+            np.mean(predicted[scored] == truth[scored])) if scored.any() else 0.0
+    return results
+
+
 @evaluator("collapse")
 def collapse_monitors(context, settings):
     """Collapse monitors of the frozen features of ``split`` (at most ``max_examples`` rows):
@@ -215,6 +260,19 @@ def pictures_of_the_embedding(context, settings):
     return {}
 
 
+def check_finetune(name, settings):
+    fractions, epochs = tuple(settings.fractions), tuple(settings.epochs)
+    if len(fractions) != len(epochs) or not all(0 < f <= 1 for f in fractions):
+        raise ConfigError(f"evals.{name}.fractions ({fractions}) needs one fraction in (0, 1] "
+                          f"for each of evals.{name}.epochs ({epochs}).")
+    if settings.mix not in finetuning.MIXES:
+        raise ConfigError(f"evals.{name}.mix is {settings.mix!r}; use one of "
+                          f"{', '.join(finetuning.MIXES)}.")
+    if settings.lr_scaling not in ("linear", "none"):
+        raise ConfigError(f"evals.{name}.lr_scaling is {settings.lr_scaling!r}; use linear "
+                          "(lr x batch / 256) or none.")
+
+
 def check_evals(evals, splits=("train", "test")):
     """One ConfigError for an evaluator without a known ``type`` or asking for a split the
     run does not load (``splits``: "train", "test" and ``data.extra_eval_splits``)."""
@@ -232,6 +290,8 @@ def check_evals(evals, splits=("train", "test")):
                 not pictures.umap_available():
             raise ConfigError(f"evals.{name}.map=umap needs umap-learn (pip install "
                               "umap-learn), or use map=tsne.")
+        if kind == "finetune":
+            check_finetune(name, settings)
         for field, default in (("split", "test"), ("train_split", "train")):
             split = settings.get(field, default)
             if split not in splits:

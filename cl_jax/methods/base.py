@@ -21,7 +21,7 @@ exactly those. A method is one small subclass of ``Method``:
 - ``constrain_params(params)``: runs after the optimizer update on the new parameters (CLIP's
   clamp of its logit scale). Default: unchanged.
 - ``image_features(variables, images)``: what the image evaluators embed. Default: the
-  encoder in inference mode.
+  encoder in inference mode; ``finetune_features`` the same in training mode (fine-tuning).
 
 BatchNorm grouping. ``view_grouping`` declares which views share one forward pass, and so one
 set of BatchNorm batch statistics: ``"per_view"`` (every view its own batch, as the BYOL,
@@ -68,9 +68,10 @@ class Network(nn.Module):
             out["probe_logits"] = probe(jax.lax.stop_gradient(features))
         return out
 
-    def features(self, x):
-        """Encoder output in inference mode (BatchNorm running averages): for evaluation."""
-        return self.encoder(x, train=False)
+    def features(self, x, train: bool = False):
+        """Encoder output, in inference mode (BatchNorm running averages) for evaluation,
+        in training mode for fine-tuning."""
+        return self.encoder(x, train)
 
 
 @flax.struct.dataclass
@@ -213,3 +214,11 @@ class Method:
     def image_features(self, variables, images):
         """Features of ``images`` for the image evaluators (kNN, linear, few-label)."""
         return self.network.apply(variables, images, method=self.network.features)
+
+    def finetune_features(self, variables, images):
+        """``image_features`` in training mode, for fine-tuning the encoder: (features, the
+        updated ``batch_stats``). BatchNorm normalises with the batch's statistics."""
+        features, updated = self.network.apply(variables, images, train=True,
+                                                method=self.network.features,
+                                                mutable=["batch_stats"])
+        return features, updated.get("batch_stats", variables.get("batch_stats", {}))

@@ -81,8 +81,8 @@ class TwoTowers(nn.Module):
     def embed_texts(self, tokens, train: bool = False):
         return self.text(tokens, train)
 
-    def features(self, images):
-        return self.encoder(images, train=False)
+    def features(self, images, train: bool = False):
+        return self.encoder(images, train)
 
     def scale_and_bias(self):
         return jnp.exp(self.log_scale), (self.bias if self.init_bias is not None else None)

@@ -102,8 +102,8 @@ class CMCNetwork(nn.Module):
             out["probe_logits"] = self.probe(jax.lax.stop_gradient(features))
         return out
 
-    def features(self, x):
-        return jnp.concatenate(self._encode(x, False), axis=-1)
+    def features(self, x, train: bool = False):
+        return jnp.concatenate(self._encode(x, train), axis=-1)
 
 
 class CMC(Method):

@@ -152,8 +152,8 @@ class CPCNetwork(nn.Module):
                 jax.lax.stop_gradient(features))
         return out
 
-    def features(self, images):
-        return jnp.mean(self.latents(images, False), axis=(1, 2))
+    def features(self, images, train: bool = False):
+        return jnp.mean(self.latents(images, train), axis=(1, 2))
 
 
 class CPC(Method):

@@ -106,8 +106,8 @@ class DIMNetwork(nn.Module):
                 jax.lax.stop_gradient(features))
         return out
 
-    def features(self, x):
-        return self.encoder(x, train=False)
+    def features(self, x, train: bool = False):
+        return self.encoder(x, train)
 
 
 class DIM(Method):
