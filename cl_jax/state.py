@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cl_jax import methods, models, optim
+from cl_jax import methods, mixing, models, optim
 
 
 @flax.struct.dataclass
@@ -81,13 +81,21 @@ def init_train_state(method, tx, rng, sample) -> TrainState:
                       first_nonfinite_step=jnp.full((), -1, jnp.int32))
 
 
-def online_probe_loss(logits, labels, num_views):
-    """Cross-entropy and accuracy of the online probe; labels < 0 (unknown) are ignored."""
-    labels = jnp.tile(labels, num_views)
+def online_probe_loss(logits, labels, num_views, mix=None):
+    """Cross-entropy and accuracy of the online probe; labels < 0 (unknown) are ignored.
+    ``mix``: ``(perm, lam)`` of views mixed as ``cl_jax.mixing`` does; the targets are then
+    ``lam y + (1 - lam) y[perm]`` (rows with either label unknown ignored), the accuracy that
+    of each row's own label."""
+    logits = logits.astype(jnp.float32)
     valid = labels >= 0
+    targets = jax.nn.one_hot(jnp.maximum(labels, 0), logits.shape[-1])
+    if mix is not None:
+        perm, lam = mix
+        valid = valid & valid[perm]
+        targets = mixing.mix_labels(targets, perm, lam)
+    labels, valid = jnp.tile(labels, num_views), jnp.tile(valid, num_views)
     count = jnp.maximum(jnp.sum(valid), 1)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
-                                                         jnp.maximum(labels, 0))
+    ce = optax.softmax_cross_entropy(logits, jnp.tile(targets, (num_views, 1)))
     correct = jnp.argmax(logits, axis=-1) == labels
     return jnp.sum(ce * valid) / count, jnp.sum(correct * valid) / count
 
@@ -105,7 +113,8 @@ def loss_and_grads(method, state: TrainState, batch, rng):
         metrics = dict(aux.metrics, loss=loss)
         total = loss
         if aux.probe_logits is not None and labels is not None:
-            probe_loss, probe_acc = online_probe_loss(aux.probe_logits, labels, aux.probe_views)
+            probe_loss, probe_acc = online_probe_loss(aux.probe_logits, labels, aux.probe_views,
+                                                      aux.probe_mix)
             total = total + probe_loss
             metrics.update(probe_loss=probe_loss, probe_acc=probe_acc)
         return total, (metrics, aux)

@@ -423,3 +423,36 @@ def test_losses_of_sharded_batch_equal_unsharded():
     for name, (value, grads) in results.items():
         np.testing.assert_allclose(value, expected[name][0], rtol=1e-5, err_msg=name)
         np.testing.assert_allclose(grads, expected[name][1], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def ref_soft_supcon(features, targets, t):
+    """Every view an anchor; view b weighs w_ab = <t_a, t_b> as a positive of anchor a."""
+    n, v = features.shape[:2]
+    views = [(features[a, b], targets[a]) for b in range(v) for a in range(n)]
+    losses = []
+    for i, (zi, ti) in enumerate(views):
+        others = [k for k in range(len(views)) if k != i]
+        weights = np.array([ti @ views[k][1] for k in others], np.float64)
+        if weights.sum() <= 0:
+            continue
+        logits = np.array([cos(zi, views[k][0]) / t for k in others])
+        log_p = logits - np.log(np.exp(logits).sum())
+        losses.append(-(weights * log_p).sum() / weights.sum())
+    return np.mean(losses)
+
+
+def test_supcon_with_soft_targets():
+    rng = np.random.RandomState(13)
+    features = rng.normal(size=(6, 2, 5)).astype(np.float32)
+    labels = np.array([0, 1, 0, 2, 1, 3])
+    onehot = np.eye(4)[labels]
+    # One-hot targets are the labels exactly.
+    np.testing.assert_allclose(supcon(features, targets=onehot, temperature=0.2),
+                               supcon(features, labels, temperature=0.2), rtol=1e-6)
+    perm, lam = rng.permutation(6), rng.uniform(size=6)
+    soft = lam[:, None] * onehot + (1 - lam[:, None]) * onehot[perm]
+    np.testing.assert_allclose(supcon(features, targets=soft.astype(np.float32),
+                                      temperature=0.2),
+                               ref_soft_supcon(features, soft, 0.2), rtol=2e-5)
+    with pytest.raises(ValueError, match="targets must be"):
+        C.supcon(features, labels, targets=onehot)

@@ -218,3 +218,38 @@ def test_dcl_config_is_simclr_with_the_dcl_loss():
     assert dcl.to_dict() == simclr.to_dict()
     imagenet = config_lib.load_config_file(f"{REPO}/configs/dcl.py:imagenet")
     assert (imagenet.batch_size, imagenet.num_epochs) == (256, 200)
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_supcon_mixes_every_view_alike_and_the_probe_learns_the_mixed_targets(kind):
+    """``method.mix``: the loss is SupCon of the views mixed with one partner and one lam,
+    against targets lam y + (1 - lam) y[perm] built here in NumPy; the probe's loss is the
+    cross-entropy against the same targets."""
+    from cl_jax import mixing
+    from cl_jax import state as state_lib
+
+    config = tiny_config("supcon")
+    config.method.update(mix=kind, mix_alpha=1.0)
+    exp = train.create_experiment(config)
+    state, method = train.initial_state(exp), exp.method
+    batch = jax.tree.map(jnp.asarray, random_batch(config, 16, num_classes=4))
+    rng = jax.random.key(5)
+    loss, aux = method.loss(state.params, state.batch_stats, state.extra, batch, rng, 0)
+    mixer = mixing.mixup if kind == "mixup" else mixing.cutmix
+    mixed = [mixer(rng, v, 1.0) for v in batch["views"]]
+    perm, lam = np.asarray(mixed[0][1]), float(mixed[0][2])
+    assert 0 < lam < 1 and all(np.array_equal(m[1], perm) for m in mixed)
+    labels = np.asarray(batch["label"])
+    targets = lam * np.eye(4)[labels] + (1 - lam) * np.eye(4)[labels[perm]]
+    outputs, _ = method.forward(state.params, state.batch_stats, tuple(m[0] for m in mixed))
+    features = jnp.stack([o["projection"] for o in outputs], axis=1)
+    np.testing.assert_allclose(loss, losses.supcon(features, targets=targets,
+                                                   temperature=config.method.temperature),
+                               rtol=1e-5)
+    probe_loss, _ = state_lib.online_probe_loss(aux.probe_logits, batch["label"], 2,
+                                                aux.probe_mix)
+    logits = np.asarray(aux.probe_logits, np.float64)  # (2N, the digits' 10 classes)
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    targets = np.pad(targets, ((0, 0), (0, logits.shape[1] - 4)))
+    np.testing.assert_allclose(probe_loss, -(np.tile(targets, (2, 1)) * log_p).sum(1).mean(),
+                               rtol=1e-5)

@@ -4,6 +4,8 @@ Learning", arXiv:2004.11362).
 Needs labelled training data. The recipe has two stages: pre-training with the SupCon loss
 on labelled views, then a linear classifier on the frozen encoder features — here the
 end-of-run linear evaluation (``linear_top1``), which is the number the paper reports.
+Mixup / CutMix of the views (not the paper's SupCon runs): ``--config.method.mix=mixup`` or
+``cutmix`` with ``method.mix_alpha`` (see ``cl_jax/methods/supcon.py``).
 
 Presets (``--config=configs/supcon.py:<preset>``), each with its source and expected result:
 
@@ -59,7 +61,8 @@ PRESETS = ("digits", "cifar10", "cifar100", "stl10", "imagenet", "folder")
 def get_config(preset=PRESETS[0]):
     c = config_lib.base_config()
     c.method.update(dict(name="supcon", proj_hidden_dims=(2048,), proj_dim=128,
-                         proj_batch_norm=False, temperature=0.1, loss_scale=1.0))
+                         proj_batch_norm=False, temperature=0.1, loss_scale=1.0,
+                         mix="none", mix_alpha=1.0))
     config_lib.set_data_preset(c, preset)
     if preset == "digits":
         c.method.update(proj_hidden_dims=(512,), proj_dim=128)

@@ -105,7 +105,7 @@ def info_nce(query, key, negatives=None, temperature=0.1, block_size=None,
     return jnp.mean(lse - positive)
 
 
-def supcon(features, labels=None, temperature=0.07):
+def supcon(features, labels=None, temperature=0.07, targets=None):
     """Supervised contrastive loss L_out (Khosla, Teterwak, Wang, Sarna, Tian, Isola,
     Maschinot, Liu & Krishnan 2020, "Supervised Contrastive Learning", eq. 2).
 
@@ -126,22 +126,37 @@ def supcon(features, labels=None, temperature=0.07):
     ``N * V`` rows in view-major order with the labels tiled. solo-learn ``simclr_loss_func``
     with class labels as ``indexes`` is another loss (the positives are summed inside the
     log). lightly 1.6.0 has no ``SupConLoss``.
+
+    ``targets`` (N, K), in place of ``labels``: soft class distributions, e.g. the mixed
+    targets of mixup / CutMix inputs (``cl_jax.mixing.mix_labels``). View ``b`` is then a
+    positive of anchor ``a`` with weight ``w_ab = <t_a, t_b>``, the chance that the two share
+    a class, and ``l_a = -sum_{b != a} w_ab log p_ab / sum_{b != a} w_ab`` (anchors with no
+    weight left out). One-hot targets give the loss above exactly. This soft form is this
+    library's (SupCon's paper has mixup and CutMix only for its cross-entropy baselines).
     """
     if features.ndim != 3:
         raise ValueError(f"features must be (N, V, D), got shape {features.shape}")
     n, v, _ = features.shape
-    classes = jnp.arange(n) if labels is None else jnp.asarray(labels)
-    if classes.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {classes.shape}")
     z = l2_normalize(jnp.swapaxes(features, 0, 1).reshape(n * v, -1))  # view-major
-    classes = jnp.tile(classes, v)
     self_mask = jnp.eye(n * v, dtype=bool)
+    if targets is not None:
+        if labels is not None or jnp.ndim(targets) != 2 or targets.shape[0] != n:
+            raise ValueError(f"targets must be (N={n}, K), in place of labels; got "
+                             f"{jnp.shape(targets)}")
+        t = jnp.tile(jnp.asarray(targets, jnp.float32), (v, 1))
+        weight = jnp.where(self_mask, 0.0, t @ t.T)
+    else:
+        classes = jnp.arange(n) if labels is None else jnp.asarray(labels)
+        if classes.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {classes.shape}")
+        classes = jnp.tile(classes, v)
+        weight = ((classes[:, None] == classes[None, :]) & ~self_mask).astype(jnp.float32)
     logits = jnp.where(self_mask, -jnp.inf, z @ z.T / temperature)
     log_prob = logits - jax.nn.logsumexp(logits, axis=1, keepdims=True)
-    positive = (classes[:, None] == classes[None, :]) & ~self_mask
-    num_positives = positive.sum(axis=1)
-    per_anchor = -jnp.where(positive, log_prob, 0.0).sum(axis=1) / jnp.maximum(num_positives, 1)
-    return per_anchor.sum() / jnp.maximum((num_positives > 0).sum(), 1)
+    total_weight = weight.sum(axis=1)
+    per_anchor = -jnp.where(weight > 0, weight * log_prob, 0.0).sum(axis=1) / jnp.maximum(
+        total_weight, 1e-12)
+    return per_anchor.sum() / jnp.maximum((total_weight > 0).sum(), 1)
 
 
 def _positive_and_negative_logits(z1, z2, temperature):

@@ -80,7 +80,9 @@ class LossAux:
 
     metrics: scalars to log. batch_stats: the online network's updated BatchNorm statistics.
     probe_logits / probe_views: online-probe logits on the first ``probe_views`` views
-    (concatenated view-major), or None. extra: whatever ``update_extra`` needs.
+    (concatenated view-major), or None. probe_mix: ``(perm, lam)`` when those views were
+    mixed (``cl_jax.mixing``): the probe then learns the mixed targets. extra: whatever
+    ``update_extra`` needs.
     """
 
     metrics: dict
@@ -88,6 +90,7 @@ class LossAux:
     probe_logits: Any = None
     probe_views: int = flax.struct.field(pytree_node=False, default=0)
     extra: Any = None
+    probe_mix: Any = None
 
 
 def view_groups(views, grouping):

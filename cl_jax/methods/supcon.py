@@ -20,13 +20,25 @@ Defaults from the paper (section 3.1 and 4.5): projector with one hidden layer o
 128-d output, temperature 0.1. The projector has no BatchNorm (``MLP(...,
 use_batch_norm=False)``; ``proj_batch_norm`` switches it on), as in HobbitLong/SupContrast
 and solo-learn ``supcon.py``.
+
+Mixup and CutMix (``method.mix="mixup"`` / ``"cutmix"``, ``mix_alpha``; off by default, as
+in the paper, whose mixup and CutMix runs are cross-entropy baselines): every view of the
+batch is mixed with the same partner and the same ``lam`` (one ``lam ~ Beta(alpha, alpha)``
+per batch, as Zhang et al. and Yun et al.; one box for CutMix), and the loss is SupCon with
+the mixed targets ``lam y_i + (1 - lam) y_perm(i)`` (``losses.supcon(..., targets=...)``:
+positives weighted by the chance two views share a class). The online probe learns the same
+mixed targets.
 """
 
+import jax
 import jax.numpy as jnp
 
-from cl_jax import losses
+from cl_jax import losses, mixing
+from cl_jax.errors import ConfigError
 from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
 from cl_jax.models import MLP
+
+MIXES = ("none", "mixup", "cutmix")
 
 
 def classes_with_unknown_as_singletons(labels):
@@ -40,6 +52,29 @@ class SupCon(Method):
     inputs = ("views", "label")
     view_grouping = "per_resolution"
 
+    @classmethod
+    def validate(cls, config):
+        super().validate(config)
+        mix = config.method.get("mix", "none")
+        if mix not in MIXES:
+            raise ConfigError(f"method.mix is {mix!r}; set --config.method.mix to one of "
+                              f"{', '.join(MIXES)}.")
+
+    def mix(self, rng, views, classes):
+        """The views mixed with one partner and ``lam`` for all, and the mixed targets over
+        the batch's distinct classes; (views, None, None) when ``method.mix`` is off."""
+        c = self.config
+        kind = c.get("mix", "none")
+        if kind == "none":
+            return views, None, None
+        mixer = mixing.mixup if kind == "mixup" else mixing.cutmix
+        mixed = [mixer(rng, v, c.mix_alpha) for v in views]  # one key: one perm, lam, box
+        _, perm, lam = mixed[0]
+        n = classes.shape[0]
+        _, ids = jnp.unique(classes, size=n, return_inverse=True)
+        targets = mixing.mix_labels(jax.nn.one_hot(ids.reshape(n), n), perm, lam)
+        return tuple(m[0] for m in mixed), targets, (perm, lam)
+
     def build_network(self, encoder, num_classes):
         c = self.config
         projector = MLP(hidden_dims=tuple(c.proj_hidden_dims), output_dim=c.proj_dim,
@@ -47,11 +82,14 @@ class SupCon(Method):
         return Network(encoder=encoder, projector=projector, num_classes=num_classes)
 
     def loss(self, params, batch_stats, extra, batch, rng, step):
-        views = batch["views"]
+        classes = classes_with_unknown_as_singletons(batch["label"])
+        views, targets, probe_mix = self.mix(rng, batch["views"], classes)
         outputs, batch_stats = self.forward(params, batch_stats, views)
         features = jnp.stack([o["projection"] for o in outputs], axis=1)
-        classes = classes_with_unknown_as_singletons(batch["label"])
-        loss = self.config.loss_scale * losses.supcon(features, classes,
-                                                      temperature=self.config.temperature)
-        return loss, LossAux(metrics={}, batch_stats=batch_stats,
-                             probe_logits=probe_logits_of(outputs, 2), probe_views=2)
+        loss = self.config.loss_scale * losses.supcon(
+            features, None if targets is not None else classes,
+            temperature=self.config.temperature, targets=targets)
+        metrics = {} if probe_mix is None else {"lam": jnp.mean(probe_mix[1])}
+        return loss, LossAux(metrics=metrics, batch_stats=batch_stats,
+                             probe_logits=probe_logits_of(outputs, 2), probe_views=2,
+                             probe_mix=probe_mix)
