@@ -106,6 +106,17 @@ def cutmix(key, images, alpha, *, lam_at_least_half=False):
     return mixed, perm, 1.0 - jnp.sum(inside, dtype=jnp.float32) / (height * width)
 
 
+KINDS = ("none", "mixup", "cutmix")  # the ``mix`` settings of the supervised paths
+
+
+def mix_batch(kind, key, images, alpha):
+    """``mixup`` or ``cutmix`` (``kind``) of a batch with one ``lam`` for it, as Zhang et al.
+    and Yun et al. mix: ``(mixed, perm, lam)``."""
+    if kind not in ("mixup", "cutmix"):
+        raise ValueError(f"kind must be mixup or cutmix, got {kind!r}")
+    return (mixup if kind == "mixup" else cutmix)(key, images, alpha)
+
+
 def mix_labels(labels_onehot, perm, lam):
     """Mixed targets ``lam * y + (1 - lam) * y[perm]`` (float32) for the supervised paths.
 

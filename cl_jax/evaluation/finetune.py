@@ -22,8 +22,6 @@ import optax
 
 from cl_jax import mixing, parallel
 
-MIXES = ("none", "mixup", "cutmix")
-
 
 @flax.struct.dataclass
 class FineTuned:
@@ -69,8 +67,7 @@ def make_step(method, tx, num_classes, mix, alpha):
     def loss_fn(params, batch_stats, images, labels, key):
         targets = jax.nn.one_hot(labels, num_classes)
         if mix != "none":
-            mixer = mixing.mixup if mix == "mixup" else mixing.cutmix
-            images, perm, lam = mixer(key, images, alpha)
+            images, perm, lam = mixing.mix_batch(mix, key, images, alpha)
             targets = mixing.mix_labels(targets, perm, lam)
         features, batch_stats = method.finetune_features(
             {"params": params["network"], "batch_stats": batch_stats}, images)

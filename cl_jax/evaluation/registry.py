@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cl_jax import mixing
 from cl_jax.errors import ConfigError
 from cl_jax.evaluation import collapse, device_features, pictures
 from cl_jax.evaluation import finetune as finetuning
@@ -161,6 +162,7 @@ def finetune(context, settings):
     multiple = math.lcm(context.mesh.size, jax.process_count())
     variables = {"params": context.state.params, "batch_stats": context.state.batch_stats}
     results, seed = {}, settings.get("seed", 0)
+    predict = finetuning.predictor(context.method)  # one function: one compilation
     for i, (fraction, epochs) in enumerate(zip(settings.fractions, settings.epochs,
                                                strict=True)):
         rows = finetuning.balanced_subset(labels, fraction, seed + i)
@@ -173,8 +175,7 @@ def finetune(context, settings):
             lr=finetuning.learning_rate(settings, batch), momentum=settings.momentum,
             nesterov=settings.nesterov, weight_decay=settings.weight_decay, mix=settings.mix,
             mix_alpha=settings.mix_alpha, seed=seed + i)
-        predicted, truth = context.predictions(test_name, finetuning.predictor(context.method),
-                                               model)
+        predicted, truth = context.predictions(test_name, predict, model)
         scored = truth >= 0
         results[f"finetune_top1_{fraction_name(fraction)}"] = float(
             np.mean(predicted[scored] == truth[scored])) if scored.any() else 0.0
@@ -265,9 +266,9 @@ def check_finetune(name, settings):
     if len(fractions) != len(epochs) or not all(0 < f <= 1 for f in fractions):
         raise ConfigError(f"evals.{name}.fractions ({fractions}) needs one fraction in (0, 1] "
                           f"for each of evals.{name}.epochs ({epochs}).")
-    if settings.mix not in finetuning.MIXES:
+    if settings.mix not in mixing.KINDS:
         raise ConfigError(f"evals.{name}.mix is {settings.mix!r}; use one of "
-                          f"{', '.join(finetuning.MIXES)}.")
+                          f"{', '.join(mixing.KINDS)}.")
     if settings.lr_scaling not in ("linear", "none"):
         raise ConfigError(f"evals.{name}.lr_scaling is {settings.lr_scaling!r}; use linear "
                           "(lr x batch / 256) or none.")

@@ -38,8 +38,6 @@ from cl_jax.errors import ConfigError
 from cl_jax.methods.base import LossAux, Method, Network, probe_logits_of
 from cl_jax.models import MLP
 
-MIXES = ("none", "mixup", "cutmix")
-
 
 def classes_with_unknown_as_singletons(labels):
     """Labels with every unknown label (< 0) replaced by a class of its own (-1 - index)."""
@@ -56,9 +54,9 @@ class SupCon(Method):
     def validate(cls, config):
         super().validate(config)
         mix = config.method.get("mix", "none")
-        if mix not in MIXES:
+        if mix not in mixing.KINDS:
             raise ConfigError(f"method.mix is {mix!r}; set --config.method.mix to one of "
-                              f"{', '.join(MIXES)}.")
+                              f"{', '.join(mixing.KINDS)}.")
 
     def mix(self, rng, views, classes):
         """The views mixed with one partner and ``lam`` for all, and the mixed targets over
@@ -67,8 +65,8 @@ class SupCon(Method):
         kind = c.get("mix", "none")
         if kind == "none":
             return views, None, None
-        mixer = mixing.mixup if kind == "mixup" else mixing.cutmix
-        mixed = [mixer(rng, v, c.mix_alpha) for v in views]  # one key: one perm, lam, box
+        # One key for every view: one partner, one lam, one box.
+        mixed = [mixing.mix_batch(kind, rng, v, c.mix_alpha) for v in views]
         _, perm, lam = mixed[0]
         n = classes.shape[0]
         _, ids = jnp.unique(classes, size=n, return_inverse=True)
