@@ -80,3 +80,25 @@ def test_pictures_at_the_end_of_a_run(tmp_path, on_device):
             for event in tf.compat.v1.train.summary_iterator(str(board / name))
             for value in event.summary.value}
     assert {"pictures/embedding", "pictures/neighbours"} <= tags
+
+
+@pytest.mark.parametrize("channels,expected", [(1, (4, 4)), (3, (4, 4, 3)), (8, (4, 4)),
+                                               (9, (4, 4, 3))])
+def test_a_frame_stack_shows_its_last_frame(channels, expected):
+    plt = pictures.figure()
+    fig, ax = plt.subplots()
+    image = np.arange(16 * channels, dtype=np.uint8).reshape(4, 4, channels)
+    pictures.show(ax, image)
+    shown = np.asarray(ax.images[0].get_array())
+    assert shown.shape == expected
+    last = image[..., -3:] if len(expected) == 3 else image[..., -1]
+    np.testing.assert_array_equal(shown, last)
+    plt.close(fig)
+
+
+def test_the_sprite_of_frame_stacks_holds_their_last_frames():
+    stacks = np.arange(2 * 4 * 8, dtype=np.uint8).reshape(2, 2, 2, 8)  # 8 greyscale frames
+    grid = pictures.sprite(stacks, 2)
+    assert grid.shape == (4, 4, 3)
+    np.testing.assert_array_equal(grid[:2, :2, 0], stacks[0, ..., -1])
+    np.testing.assert_array_equal(grid[:2, 2:, 1], stacks[1, ..., -1])

@@ -95,8 +95,17 @@ def plot_map(path, coords, labels, title, class_names=()):
     return save_figure(fig, path)
 
 
+def last_frame(images):
+    """Images (..., C) as pictures: RGB (..., 3) or greyscale (..., 1). A frame stack (more
+    than 3 channels) gives its last frame: the last 3 channels when the channels divide
+    into RGB frames, else the last channel."""
+    images = np.asarray(images)
+    channels = images.shape[-1]
+    return images[..., -3:] if channels % 3 == 0 else images[..., -1:]
+
+
 def show(ax, image):
-    image = np.asarray(image)
+    image = last_frame(image)
     if image.shape[-1] == 1:
         ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
     else:
@@ -125,7 +134,8 @@ def plot_neighbours(path, images, queries, neighbours, labels=None):
 
 def sprite(images, cell):
     """One square image of ``images`` (uint8, (N, cell, cell, C)) in a grid, row by row, as
-    the projector wants it."""
+    the projector wants it; a frame stack gives its last frame (``last_frame``)."""
+    images = last_frame(images)
     n, channels = len(images), images.shape[-1]
     side = int(np.ceil(np.sqrt(n)))
     grid = np.zeros((side * cell, side * cell, channels), np.uint8)
