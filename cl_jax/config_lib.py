@@ -19,6 +19,8 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 # Of the pixels of the digits' training split ('minitrain'; tests/test_pipeline.py checks).
 DIGITS_MEAN, DIGITS_STD = (0.3059,), (0.3763,)
+# Of the moving digits' training frames (20x20 canvases, cl_jax.data.moving_digits).
+MOVING_DIGITS_MEAN, MOVING_DIGITS_STD = (0.0489,), (0.1877,)
 # L*a*b* images (data.color_space="lab"): the centre and half-range of each channel's range
 # (L 0..100, a -86.183..98.233, b -107.857..94.478), as CMC's train_CMC.py normalises them.
 LAB_MEAN = (50.0, 6.025, -6.6895)
@@ -116,6 +118,14 @@ def base_config():
         # source="glyphs" (cl_jax.data.glyphs): render size, fonts (() = its default set),
         # the seed that draws the held-out code points, and a subset of code points (()=all).
         glyph_size=32, glyph_fonts=(), glyph_seed=0, glyph_code_points=(),
+        # source="moving_digits" (cl_jax.data.moving_digits): clips of the digits on a canvas;
+        # an example is frame_stack consecutive frames of each of the cameras (channels =
+        # cameras * frame_stack), speed in pixels per frame.
+        canvas_size=20, clip_length=8, frame_stack=3, cameras=1, clip_speed=(1.0, 2.0),
+        clip_seed=0,
+        # source="craftax" (cl_jax.data.craftax_frames): random-policy rollouts of so many
+        # environments and steps (seed clip_seed), cached in data_dir; frame_stack as above.
+        craftax_envs=16, craftax_steps=1000,
         # More splits of the source for the evaluators (their `split` setting names them),
         # and a sentencepiece model for captions (empty: trained on the training captions).
         extra_eval_splits=(), tokenizer_file="",
@@ -265,6 +275,22 @@ def set_data_preset(c, preset):
         c.eval.update(image_size=224, crop_fraction=0.875)
     else:
         raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    return c
+
+
+def moving_digits_preset(c, frame_stack=3, cameras=1):
+    """The moving digits (``cl_jax.data.moving_digits``; the digits' splits): examples of
+    ``frame_stack`` frames of 20x20 canvases, evaluated on centre 16x16 crops (CURL's eval
+    crop, 84 of 100, in miniature), and ridge probes of the digit's position and velocity
+    (evaluator ``regression``: with every training example and with 30 of them) besides the
+    digit's identity. Fine-tuning is off."""
+    c.data.update(source="moving_digits", channels=frame_stack * cameras,
+                  frame_stack=frame_stack, cameras=cameras,
+                  mean=MOVING_DIGITS_MEAN, std=MOVING_DIGITS_STD)
+    c.eval.update(image_size=16, crop_fraction=0.8)
+    c.evals.regression = dict(type="regression", every_steps=0, alpha=1.0, few_examples=30,
+                              draws=5)
+    del c.evals["finetune"]
     return c
 
 

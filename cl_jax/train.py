@@ -133,6 +133,16 @@ class EvalContext:
 
         return self._once(("features", which), compute)
 
+    def targets(self, which):
+        """The split's regression targets (``Split.targets``, name -> array) of the rows of
+        ``features(which)`` (host features), or None."""
+        split = self.split(which)
+        if split is None or split.targets is None or self.exp.config.eval.features_on_device:
+            return None
+        self.features(which)
+        rows = self._cache[("positions", which)]
+        return {name: np.asarray(values)[rows] for name, values in split.targets.items()}
+
     def labelled_examples(self, which):
         """(indices, labels) of the readable labelled images of a random-access image split,
         in index order (within ``eval.max_train_examples`` for the training split), or
@@ -338,6 +348,7 @@ def validate(config):
                           f"({config.batch_size}) into chunks; pick a divisor, or 0 for none.")
     check_digits_splits(config.data)
     check_color_space(config)
+    check_frame_stacks(config)
     check_policy_augment(config.augment)
     if config.total_steps < 0 and config.num_epochs <= 0:
         raise ConfigError("Set --config.num_epochs > 0 or --config.total_steps >= 0.")
@@ -349,6 +360,28 @@ def validate(config):
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got "
                               f"{value!r}; set --config.{name}={allowed[0]}.")
+
+
+def check_frame_stacks(config):
+    """The channels of the moving digits and of Craftax frames are stacked frames:
+    ``data.channels`` must be ``cameras * frame_stack`` (greyscale digits) or ``3 *
+    frame_stack`` (RGB Craftax), and no colour op may mix the frames of a stack."""
+    d = config.data
+    if d.source not in ("moving_digits", "craftax"):
+        return
+    if d.source == "moving_digits":
+        channels, what = d.frame_stack * d.cameras, f"data.cameras={d.cameras} camera(s)"
+    else:
+        channels, what = d.frame_stack * 3, "3 colours"
+    if d.channels != channels:
+        raise ConfigError(f"{d.source} stacks data.frame_stack={d.frame_stack} frames of "
+                          f"{what} on the channel axis, but data.channels is {d.channels}; "
+                          f"set --config.data.channels={channels}.")
+    for view in data.view_augments(config.augment):
+        if view.jitter_prob or view.grayscale_prob or view.solarize_prob:
+            raise ConfigError("Colour jitter, grayscale and solarize treat the channels as "
+                              f"colours, but {d.source}'s channels are stacked frames; set the "
+                              "views' jitter_prob, grayscale_prob and solarize_prob to 0.")
 
 
 def check_policy_augment(a):
@@ -386,8 +419,9 @@ def check_color_space(config):
 
 def check_digits_splits(d):
     """The digits' own split names ('minitrain', 'minival'), the base config's defaults, with
-    another source: one message naming the fields to set."""
-    if d.source == "digits":
+    another source: one message naming the fields to set (the moving digits have the
+    digits' splits)."""
+    if d.source in ("digits", "moving_digits"):
         return
     fields = ("val_split", "val_train_split")  # an image folder's are paths; the rest unused
     if d.source != "folder":

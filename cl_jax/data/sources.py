@@ -56,6 +56,9 @@ class Split:
     # and for a graded-similarity (STS) split each pair's gold score.
     texts: tuple | None = None
     scores: np.ndarray | None = None
+    # Per-example regression targets, name -> (N, d) float array (the moving digits'
+    # position and velocity, scored by the evaluator type "regression").
+    targets: dict | None = None
 
     def __post_init__(self):
         if self.random_access and not self.index_size:
@@ -377,6 +380,16 @@ def load_split(data_config, purpose, name=None):
     split_name = name if purpose == "eval_extra" else c.get(f"{purpose}_split")
     if c.source == "digits":
         return digits_split(split_name)
+    if c.source == "moving_digits":
+        from cl_jax.data.moving_digits import moving_digits_split
+
+        return moving_digits_split(split_name, c.canvas_size, c.clip_length, c.frame_stack,
+                                   tuple(c.clip_speed), c.clip_seed, c.cameras)
+    if c.source == "craftax":
+        from cl_jax.data.craftax_frames import craftax_split
+
+        return craftax_split(split_name, c.data_dir, c.craftax_envs, c.craftax_steps,
+                             c.frame_stack, c.clip_seed)
     if c.source == "glyphs":
         return glyph_split(split_name, size=c.glyph_size, fonts=c.glyph_fonts,
                            seed=c.glyph_seed, code_points=c.glyph_code_points)
@@ -408,5 +421,5 @@ def load_split(data_config, purpose, name=None):
             return captions.csv_split(where, c.csv_image_column, c.csv_caption_column,
                                       c.channels)
         return captions.webdataset_split(where, c.channels)
-    raise DataError(f"data.source must be 'digits', 'glyphs', 'tfds', 'folder', 'csv', "
-                    f"'webdataset' or 'coco', got {c.source!r}.")
+    raise DataError(f"data.source must be 'digits', 'moving_digits', 'craftax', 'glyphs', "
+                    f"'tfds', 'folder', 'csv', 'webdataset' or 'coco', got {c.source!r}.")

@@ -21,6 +21,8 @@ per evaluation round and shared:
   labelled images; ``context.training_batches(which, indices, batch, seed)``: endless
   cropped-and-flipped global (images, labels) batches of them; ``context.predictions(which,
   predict, variables)``: ``predict(params, batch_stats, images)`` over a split (fine-tuning);
+- ``context.targets(which)``: the split's regression targets (``Split.targets``) of the
+  rows of ``features(which)``, or None;
 - ``context.split(which)``; ``context.num_classes``; ``context.method``, ``context.state``
   and ``context.mesh``; ``context.workdir`` (None when the run has none);
   ``context.log_image(name, png)``, a PNG into TensorBoard; ``context.warnings``, lines an
@@ -44,7 +46,7 @@ from cl_jax.evaluation import collapse, device_features, pictures
 from cl_jax.evaluation import finetune as finetuning
 from cl_jax.evaluation.device_features import DeviceFeatures
 from cl_jax.evaluation.knn import knn_accuracy
-from cl_jax.evaluation.linear import fewshot_accuracy, linear_accuracy
+from cl_jax.evaluation.linear import fewshot_accuracy, linear_accuracy, ridge_r2
 
 EVALUATORS = {}
 OFF = "none"  # the type of an evaluator that is switched off
@@ -140,6 +142,32 @@ def fewshot(context, settings):
     mean, std = fewshot(*data, classes, per_class=settings.per_class,
                         draws=settings.draws, **probe_options(settings, subset))
     return {"fewshot_top1": mean, "fewshot_top1_std": std}
+
+
+@evaluator("regression")
+def regression(context, settings):
+    """Ridge regression (``alpha``) from frozen features of each regression target of the
+    splits (``Split.targets``: the moving digits' ``position`` and ``velocity``): the test
+    R^2 with every training example, ``<target>_r2``, and with ``few_examples`` of them
+    (mean and std over ``draws`` draws), ``fewshot_<target>_r2`` and ``..._std``. {} for
+    splits without targets or features kept on the devices."""
+    names = probe_splits(settings)
+    found = [context.features(name) for name in names]
+    targets = [context.targets(name) for name in names]
+    if any(f is None or isinstance(f, DeviceFeatures) for f in found) or not all(targets):
+        return {}
+    (x, _), (xt, _) = found
+    results = {}
+    for key in targets[0]:
+        y, yt = targets[0][key], targets[1][key]
+        results[f"{key}_r2"] = ridge_r2(x, y, xt, yt, settings.alpha)
+        few = [np.random.RandomState(seed).choice(len(x), settings.few_examples, replace=False)
+               for seed in range(settings.draws)] if settings.few_examples < len(x) else []
+        if few:
+            scores = [ridge_r2(x[rows], y[rows], xt, yt, settings.alpha) for rows in few]
+            results[f"fewshot_{key}_r2"] = float(np.mean(scores))
+            results[f"fewshot_{key}_r2_std"] = float(np.std(scores))
+    return results
 
 
 def fraction_name(fraction):
