@@ -523,6 +523,25 @@ SOURCES = {
                    "clips gradients at norm 3; the shared optimiser here keeps 0.04 and does "
                    "not clip. Stochastic depth (drop path 0.1) is not implemented."]),
     },
+    "amdim": {
+        ("cifar10",): dict(
+            ref="Philip-Bachman/amdim-public: train.py's CIFAR-10 command and defaults, "
+                "task_self_supervised.py's optimiser, datasets.py's TransformsC10",
+            values={"encoder": "— ndf 128 residual blocks of depth 3 to 7x7, 5x5 and 1x1",
+                    "batch": "200", "epochs": "300",
+                    "optimizer": optimizer_text("adamw", betas=(0.8, 0.999)),
+                    "learning rate": "0.0002",
+                    "schedule": "— 500 warmup steps, x0.2 at epochs 250 and 280",
+                    "weight decay": "— 1e-5 as Adam's L2 term", "method.n_rkhs": "1024",
+                    "method.tclip": "20", "method.score_penalty": "0.05",
+                    "views (both)": "— flip p=0.5 once for both views, translate up to 4 px "
+                            "(reflection padding) p=0.8, jitter 0.8 x (0.4, 0.4, 0.4, 0.2), "
+                            "gray 0.25"},
+            notes=["The encoder is the ConvNet (128, 256, 512, 512) of 3x3 convolutions, its "
+                   "8x8 and 4x4 maps the \"7\" and \"5\" scales.",
+                   "A random crop of scale (0.75, 1) stands in for the translation; each view "
+                   "flips on its own."]),
+    },
     "cmc": {
         ("cifar10",): cmc_source(
             "none: HobbitLong/CMC train_CMC.py's defaults and README (L / ab, NCE, K 4096) with "

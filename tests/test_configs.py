@@ -66,8 +66,8 @@ def test_names_resolve_from_any_directory(tmp_path, monkeypatch):
 
 
 def test_unknown_name_or_preset_is_one_error_listing_the_choices():
-    with pytest.raises(ConfigError, match="No config named 'byl'; choose one of barlow_twins, "
-                                          "byol, cert, clip, cmc, cpc, dcl,"):
+    with pytest.raises(ConfigError, match="No config named 'byl'; choose one of amdim, "
+                                          "barlow_twins, byol, cert, clip, cmc, cpc, "):
         config_lib.load_config_file("byl:cifar10")
     with pytest.raises(ConfigError, match="byol has no preset 'imagenet_vit'; choose one of "
                                           "digits, cifar10, cifar100, stl10, imagenet, folder."):
