@@ -30,7 +30,7 @@ def test_the_packaged_configs_are_the_files_of_cl_jax_configs():
 def test_every_preset_loads_by_name_and_by_path(name):
     presets = MODULES[name].PRESETS
     # The default is the embedded data set of the method's modality.
-    assert presets[0] in ("digits", "glyphs", "wordnet", "pydoc") \
+    assert presets[0] in ("digits", "moving_digits", "glyphs", "wordnet", "pydoc") \
         and len(set(presets)) == len(presets)
     loaded = {}
     for preset in presets:

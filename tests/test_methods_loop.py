@@ -16,17 +16,21 @@ from test_train import assert_evaluates_the_checkpoint, recorded_features
 
 from cl_jax import config_lib, train
 
-# The image-text configs train on glyphs, through the loop in test_clip.py.
+# The image-text configs train on glyphs, through the loop in test_clip.py; the time-based
+# ones (curl, tcn) on the moving digits.
+EMBEDDED = ("digits", "moving_digits")
 METHODS = [name for name in config_lib.config_names() if name not in ("byol", "simclr")
-           and "digits" in config_lib.load_config_module(name).PRESETS]
+           and config_lib.load_config_module(name).PRESETS[0] in EMBEDDED]
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_two_steps_and_evaluation_through_the_loop(method, tmp_path, monkeypatch):
-    config = tiny_config(method)
+    config = tiny_config(method, config_lib.load_config_module(method).PRESETS[0])
     # kNN on each method's features; the probes, which take any features, are tested in
-    # test_train.py and test_evaluation.py.
+    # test_train.py, test_evaluation.py and test_moving_digits.py.
     config.evals.linear.type = config.evals.fewshot.type = "none"
+    if "regression" in config.evals:
+        config.evals.regression.type = "none"
     calls = recorded_features(monkeypatch)
     results = train.train_and_evaluate(config, str(tmp_path))
     assert set(results) == {"knn_top1"}

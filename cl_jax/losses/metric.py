@@ -57,7 +57,8 @@ def contrastive_margin(embeddings, labels, margin=1.0):
     return _masked_mean(per_pair, upper)
 
 
-def triplet_margin(embeddings, labels, margin=0.2, mining="all"):
+def triplet_margin(embeddings, labels=None, margin=0.2, mining="all", *, positives=None,
+                   negatives=None):
     """Triplet loss ``max(0, d(a, p) - d(a, n) + margin)`` (Schroff, Kalenichenko & Philbin
     2015, "FaceNet: A Unified Embedding for Face Recognition and Clustering").
 
@@ -81,20 +82,28 @@ def triplet_margin(embeddings, labels, margin=0.2, mining="all"):
       tensorflow-addons also counts pairs whose anchor has no negative at all (only possible
       when the whole batch is one class; here the loss is then 0).
 
+    Instead of ``labels``, ``positives`` and ``negatives`` ((N, N) bool, ``[a, p]`` and
+    ``[a, n]``) may say which pairs are positive and negative (TCN's frames near and far in
+    time, ``cl_jax.methods.tcn``); ``p = a`` is never a positive.
+
     Built on :mod:`cl_jax.losses.miners`; returns 0 when there is no valid triplet.
     """
     x = to_float32(embeddings)
     dist = euclidean_distances(x, x)
+    if positives is not None:
+        positives = jnp.asarray(positives, bool) & ~jnp.eye(x.shape[0], dtype=bool)
+    masks = dict(positives=positives, negatives=negatives)
     if mining == "all":
         violation = dist[:, :, None] - dist[:, None, :] + margin  # [a, p, n]
-        return _masked_mean(jnp.maximum(violation, 0.0), miners.triplet_mask_all(labels))
+        return _masked_mean(jnp.maximum(violation, 0.0), miners.triplet_mask_all(labels,
+                                                                                 **masks))
     if mining == "hard":
-        pos_idx, neg_idx, valid = miners.batch_hard_indices(dist, labels)
+        pos_idx, neg_idx, valid = miners.batch_hard_indices(dist, labels, **masks)
         d_ap = jnp.take_along_axis(dist, pos_idx[:, None], axis=1)[:, 0]
         d_an = jnp.take_along_axis(dist, neg_idx[:, None], axis=1)[:, 0]
         return _masked_mean(jnp.maximum(d_ap - d_an + margin, 0.0), valid)
     if mining == "semihard":
-        neg_idx, valid = miners.semihard_negative_indices(dist, labels)
+        neg_idx, valid = miners.semihard_negative_indices(dist, labels, **masks)
         d_an = jnp.take_along_axis(dist, neg_idx, axis=1)  # [a, p]
         return _masked_mean(jnp.maximum(dist - d_an + margin, 0.0), valid)
     raise ValueError(f"mining must be 'all', 'hard' or 'semihard', got {mining!r}")

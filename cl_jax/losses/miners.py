@@ -30,30 +30,44 @@ def negative_mask(labels):
     return labels[:, None] != labels[None, :]
 
 
-def triplet_mask_all(labels):
-    """``[a, p, n]``: a valid triplet (``p != a`` shares ``a``'s label, ``n`` does not).
+def pair_masks(labels=None, positives=None, negatives=None):
+    """``(positives, negatives)``, ``(N, N)`` bool ``[a, x]``: the given masks, or those of
+    ``labels`` (``positive_mask``, ``negative_mask``) where one is not given. Masks say which
+    pairs are positive and negative when labels cannot (TCN: frames near and far in time)."""
+    if labels is None and (positives is None or negatives is None):
+        raise ValueError("give labels, or both the positives and the negatives masks")
+    pos = positive_mask(labels) if positives is None else jnp.asarray(positives, bool)
+    neg = negative_mask(labels) if negatives is None else jnp.asarray(negatives, bool)
+    return pos, neg
+
+
+def triplet_mask_all(labels=None, *, positives=None, negatives=None):
+    """``[a, p, n]``: a valid triplet (``p != a`` shares ``a``'s label, ``n`` does not; or
+    ``positives[a, p]`` and ``negatives[a, n]``, see ``pair_masks``).
 
     Shape ``(N, N, N)``, bool: memory grows as ``N^3``.
     """
-    return positive_mask(labels)[:, :, None] & negative_mask(labels)[:, None, :]
+    pos, neg = pair_masks(labels, positives, negatives)
+    return pos[:, :, None] & neg[:, None, :]
 
 
-def batch_hard_indices(distances, labels):
+def batch_hard_indices(distances, labels=None, *, positives=None, negatives=None):
     """Batch-hard mining (Hermans et al. 2017): per anchor its farthest positive and nearest
-    negative.
+    negative (positives and negatives by ``labels`` or the masks, see ``pair_masks``).
 
     Returns ``(pos_idx, neg_idx, valid)``, each of shape ``(N,)``: ``valid[a]`` is False when
     anchor ``a`` has no positive or no negative (its indices are then meaningless).
     """
-    pos, neg = positive_mask(labels), negative_mask(labels)
+    pos, neg = pair_masks(labels, positives, negatives)
     pos_idx = jnp.argmax(jnp.where(pos, distances, -jnp.inf), axis=1)
     neg_idx = jnp.argmin(jnp.where(neg, distances, jnp.inf), axis=1)
     return pos_idx, neg_idx, pos.any(axis=1) & neg.any(axis=1)
 
 
-def semihard_negative_indices(distances, labels):
+def semihard_negative_indices(distances, labels=None, *, positives=None, negatives=None):
     """Semi-hard negative per anchor-positive pair, as tensorflow-addons'
-    ``triplet_semihard_loss``.
+    ``triplet_semihard_loss`` (positives and negatives by ``labels`` or the masks, see
+    ``pair_masks``).
 
     For each ``(a, p)``: the nearest negative strictly farther than the positive
     (``d[a, n] > d[a, p]``); if there is none, the farthest negative of ``a``. (No upper bound
@@ -63,12 +77,12 @@ def semihard_negative_indices(distances, labels):
     True where ``(a, p)`` is a positive pair and ``a`` has at least one negative. Memory grows
     as ``N^3``.
     """
-    neg = negative_mask(labels)
+    pos, neg = pair_masks(labels, positives, negatives)
     farther = neg[:, None, :] & (distances[:, None, :] > distances[:, :, None])  # [a, p, n]
     nearest_farther = jnp.argmin(jnp.where(farther, distances[:, None, :], jnp.inf), axis=2)
     farthest = jnp.argmax(jnp.where(neg, distances, -jnp.inf), axis=1)
     neg_idx = jnp.where(farther.any(axis=2), nearest_farther, farthest[:, None])
-    return neg_idx, positive_mask(labels) & neg.any(axis=1)[:, None]
+    return neg_idx, pos & neg.any(axis=1)[:, None]
 
 
 def mochi_negatives(query, queue, rng, *, num_hard, num_mix, num_mix_query, beta_max=0.5):
