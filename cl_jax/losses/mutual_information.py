@@ -150,8 +150,11 @@ def bilinear_info_nce(anchors, positives, w):
     chex.assert_equal_shape([anchors, positives])
     d = anchors.shape[1]
     chex.assert_shape(w, (d, d))
-    logits = to_float32(anchors) @ to_float32(w) @ to_float32(positives).T
-    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.diagonal(logits))
+    projected, keys = to_float32(anchors) @ to_float32(w), to_float32(positives)
+    # The positives row by row, not as the logits' diagonal: on a sharded batch the diagonal
+    # lowers to a gather whose collectives XLA:CPU can run out of order with the others.
+    positive = jnp.sum(projected * keys, axis=1)
+    return jnp.mean(jax.nn.logsumexp(projected @ keys.T, axis=1) - positive)
 
 
 def cpc_info_nce(predictions, latents):
