@@ -149,8 +149,8 @@ def n_pair(anchors, positives):
     ``DotProductSimilarity()`` normalises the embeddings, which gives cosine logits instead.
     """
     a, p = to_float32(anchors), to_float32(positives)
-    logits = a @ p.T
-    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.diagonal(logits))
+    # The positives row by row, not the logits' diagonal (a gather on a sharded batch).
+    return jnp.mean(jax.nn.logsumexp(a @ p.T, axis=1) - jnp.sum(a * p, axis=1))
 
 
 def nce(scores_data, scores_noise, log_noise_prob_data, log_noise_prob_noise, num_noise):

@@ -22,8 +22,10 @@ TRIPLET_DISTANCES = ("euclidean", "cosine", "manhattan")
 
 def _cross_entropy_diagonal(logits):
     """Mean over rows ``i`` of ``-log softmax(logits_i)[i]`` (the label of row ``i`` is ``i``)."""
-    n = logits.shape[0]
-    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[jnp.arange(n), jnp.arange(n)])
+    # The diagonal through a mask, not a gather: on a sharded batch a gather's collectives
+    # can run out of order with the others on XLA:CPU and deadlock.
+    diagonal = jnp.sum(jnp.where(jnp.eye(*logits.shape, dtype=bool), logits, 0.0), axis=1)
+    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - diagonal)
 
 
 def _pairwise_cos(u, v):
