@@ -16,12 +16,14 @@ from cl_jax.state import make_train_step
 # How each method's reference forwards its views: each view on its own (its own BatchNorm
 # batch) or all views of one resolution concatenated.
 REFERENCE_GROUPING = {
+    "amdim": "per_view",  # each view through the encoder (amdim-public's has no BatchNorm)
     "barlow_twins": "per_view",  # facebookresearch/barlowtwins: backbone(y1), backbone(y2)
     "byol": "per_view",  # deepmind-research/byol byol_experiment.py: view1, view2 apart
     "clip": "per_view",  # one image view
     "cmc": "per_view",  # one image, split into the views inside the network
     "deepclusterv2": "per_resolution",
     "cpc": "per_view",  # one view, cut into patches inside the network
+    "curl": "per_view",  # MishaLaskin/curl: encoder(obs_anchor), encoder_target(obs_pos)
     "dim": "per_view",  # one view  # facebookresearch/swav main_deepclusterv2.py
     "dino": "per_resolution",  # facebookresearch/dino MultiCropWrapper
     "imix": "per_resolution",  # kibok90/imix builder.py: torch.cat([im_q, im_k]) (npair)
@@ -33,6 +35,7 @@ REFERENCE_GROUPING = {
     "simsiam": "per_view",  # facebookresearch/simsiam: encoder(x1), encoder(x2)
     "supcon": "per_resolution",  # HobbitLong/SupContrast: torch.cat([images[0], images[1]])
     "swav": "per_resolution",  # facebookresearch/swav: crops of one size concatenated
+    "tcn": "per_view",  # one view: a clip, its frames through the encoder together
     "vicreg": "per_view",  # facebookresearch/vicreg: backbone(x), backbone(y)
 }
 
@@ -77,10 +80,12 @@ def test_every_method_declares_its_reference_grouping():
     assert image_methods == REFERENCE_GROUPING
 
 
-# (One image view, and CMC's, CPC's and DIM's networks are not base.Network, which the spy
-# looks for.)
-@pytest.mark.parametrize("name",
-                         sorted(set(REFERENCE_GROUPING) - {"clip", "cmc", "cpc", "dim"}))
+# (One image view, and the networks of AMDIM, CMC, CPC, CURL, DIM and TCN are not
+# base.Network, which the spy looks for.)
+OWN_NETWORKS = {"amdim", "clip", "cmc", "cpc", "curl", "dim", "tcn"}
+
+
+@pytest.mark.parametrize("name", sorted(set(REFERENCE_GROUPING) - OWN_NETWORKS))
 def test_online_network_sees_the_declared_groups(name):
     """Traced (not compiled): the rows of every call of the online network in the loss."""
     config = tiny_config(name)
