@@ -288,6 +288,13 @@ def moving_digits_preset(c, frame_stack=3, cameras=1):
                   frame_stack=frame_stack, cameras=cameras,
                   mean=MOVING_DIGITS_MEAN, std=MOVING_DIGITS_STD)
     c.eval.update(image_size=16, crop_fraction=0.8)
+    return frame_evals(c)
+
+
+def frame_evals(c):
+    """The evaluators of frame-stack data (the moving digits, Craftax): ridge probes of the
+    split's regression targets (``Split.targets``) with every training example and with 30
+    of them, besides the label probes; fine-tuning off."""
     c.evals.regression = dict(type="regression", every_steps=0, alpha=1.0, few_examples=30,
                               draws=5)
     del c.evals["finetune"]

@@ -71,7 +71,5 @@ def craftax_preset(c, frame_stack=3):
                   eval_train_split="train", eval_test_split="test",
                   **config_lib.NO_VALIDATION_SPLIT)
     c.eval.update(image_size=54, crop_fraction=54 / 63)
-    c.evals.regression = dict(type="regression", every_steps=0, alpha=1.0, few_examples=30,
-                              draws=5)
-    del c.evals["finetune"]
+    config_lib.frame_evals(c)
     return 54
